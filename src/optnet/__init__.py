@@ -1,0 +1,20 @@
+"""optnet: differentiable batched quadratic programs as PyTorch layers (OptNet, ICML 2017)."""
+
+from ._options import SolverOptions
+from ._solution import InfeasibilityCertificate, QPSolution
+from ._status import QPSolveError, QPStatus
+from . import nn
+from .functional import solve_qp
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "InfeasibilityCertificate",
+    "QPSolution",
+    "QPSolveError",
+    "QPStatus",
+    "SolverOptions",
+    "__version__",
+    "nn",
+    "solve_qp",
+]

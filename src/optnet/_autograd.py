@@ -1,0 +1,73 @@
+"""QPFunction: the module-level autograd.Function behind ``solve_qp``."""
+
+from __future__ import annotations
+
+import torch
+
+from . import _implicit, _pdipm
+from ._broadcast import reduce_to_batch_of_input
+from ._problem import Problem
+
+_INPUT_NAMES = ("Q", "p", "G", "h", "A", "b", "lb", "ub")
+_DIFFERENTIABLE_OUTPUTS = 6  # z, lam, nu, s, lam_lb, lam_ub
+
+
+class QPFunction(torch.autograd.Function):
+    """Batched QP solve; differentiable in all eight inputs through z, lam, nu, lam_lb, lam_ub.
+
+    Outputs: (z, lam, nu, s, lam_lb, lam_ub, status, iterations, primal_residual,
+    dual_residual, duality_gap, certificate_dual, certificate_primal, factor); the first six are
+    batched tensors or None, the factor is the saved KKT factorization (or None).
+    """
+
+    @staticmethod
+    def forward(Q, p, G, h, A, b, lb, ub, options, batch):
+        problem = Problem.from_inputs(Q, p, G, h, A, b, lb, ub, batch)
+        want_factor = torch.is_grad_enabled() or any(
+            x is not None and x.requires_grad for x in (Q, p, G, h, A, b, lb, ub)
+        )
+        r = _pdipm.solve(problem, options, want_factor)
+        lam_g, lam_lb, lam_ub = problem.split_rows(r.lam)
+        s_g = problem.split_rows(r.s)[0]
+        res = r.residuals
+        return (
+            r.z, lam_g, r.nu, s_g, lam_lb, lam_ub,
+            r.status, r.iterations, res.primal, res.dual, res.gap,
+            r.certificate_dual, r.certificate_primal, (problem, r.factor, r.s, r.lam),
+        )  # fmt: skip
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        problem, factor, s_all, lam_all = output[-1]
+        ctx.problem, ctx.factor = problem, factor
+        ctx.input_dims = [None if x is None else x.dim() for x in inputs[:8]]
+        z, nu = output[0], output[2]
+        ctx.save_for_backward(z, nu, s_all, lam_all)
+        ctx.set_materialize_grads(False)
+        ctx.mark_non_differentiable(*[t for t in output[3:13] if isinstance(t, torch.Tensor)])
+
+    @staticmethod
+    def backward(ctx, g_z, g_lam, g_nu, _g_s, g_lam_lb, g_lam_ub, *_):
+        needed = dict(zip(_INPUT_NAMES, ctx.needs_input_grad[:8]))
+        if not any(needed.values()) or ctx.factor is None:
+            return (None,) * 10
+        problem = ctx.problem
+        z, nu, s_all, lam_all = ctx.saved_tensors
+        g_z = torch.zeros_like(z) if g_z is None else g_z
+        g_lam_all = torch.cat(
+            [
+                torch.zeros_like(part) if grad is None else grad
+                for part, grad in zip(problem.split_rows(lam_all), (g_lam, g_lam_lb, g_lam_ub))
+                if part is not None
+            ],
+            -1,
+        ) if problem.m_all else lam_all  # fmt: skip
+        if nu is not None and g_nu is None:
+            g_nu = torch.zeros_like(nu)
+        adj = _implicit.adjoint(problem, ctx.factor, s_all, lam_all, g_z, g_lam_all, g_nu)
+        grads = _implicit.parameter_gradients(problem, adj, z, lam_all, nu, needed)
+        out = [
+            None if grads[name] is None else reduce_to_batch_of_input(grads[name], dim)
+            for name, dim in zip(_INPUT_NAMES, ctx.input_dims)
+        ]
+        return (*out, None, None)

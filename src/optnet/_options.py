@@ -1,0 +1,83 @@
+"""SolverOptions: every knob of the interior-point solver, validated once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+# Default tolerances per dtype: float32 cannot resolve residuals much below ~1e-6 of the data.
+_DEFAULT_EPS = {torch.float64: 1e-8, torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 1e-2}
+
+
+@dataclass(frozen=True)
+class SolverOptions:
+    """Options of the batched primal-dual interior-point solver.
+
+    A problem is SOLVED when its primal residual, dual residual and duality gap are each
+    ``<= eps_abs + eps_rel * scale`` (see ``docs/solver.md`` for the scales).
+
+    Args:
+        eps_abs: absolute tolerance; ``None`` picks 1e-8 for float64 and 1e-5 for float32.
+        eps_rel: relative tolerance; ``None`` picks the same value as ``eps_abs``'s default.
+        max_iter: iteration cap; problems still unsolved then get ``QPStatus.MAX_ITER``.
+        regularization: static primal/dual regularization of the Newton matrix, relative
+            to the largest diagonal entry; iterative refinement removes its bias.
+        refine_steps: iterative-refinement steps applied to every Newton solve.
+        eps_infeasible: tolerance of the infeasibility certificates.
+        check_every: the host reads convergence flags every this many iterations
+            (``None``: every iteration on CPU, every 4 on GPU, where each read is a sync).
+        equilibrate: Ruiz-equilibrate the data before solving (results are unscaled).
+        ruiz_iters: number of Ruiz passes when ``equilibrate`` is set.
+
+    Example:
+        >>> SolverOptions(eps_abs=1e-10, max_iter=100)
+    """
+
+    eps_abs: float | None = None
+    eps_rel: float | None = None
+    max_iter: int = 50
+    regularization: float = 1e-10
+    refine_steps: int = 1
+    eps_infeasible: float = 1e-8
+    check_every: int | None = None
+    equilibrate: bool = False
+    ruiz_iters: int = 10
+
+    def __post_init__(self):
+        for name in ("eps_abs", "eps_rel"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and value >= 0):
+                raise ValueError(f"SolverOptions.{name} must be a float >= 0, got {value!r}")
+        if self.eps_abs == 0 and self.eps_rel == 0:
+            raise ValueError("SolverOptions: eps_abs and eps_rel cannot both be 0")
+        for name in ("max_iter", "ruiz_iters"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"SolverOptions.{name} must be an int >= 1, got {value!r}")
+        if not isinstance(self.refine_steps, int) or self.refine_steps < 0:
+            raise ValueError(
+                f"SolverOptions.refine_steps must be an int >= 0, got {self.refine_steps!r}"
+            )
+        if self.check_every is not None and (
+            not isinstance(self.check_every, int) or self.check_every < 1
+        ):
+            raise ValueError(
+                f"SolverOptions.check_every must be None or an int >= 1, got {self.check_every!r}"
+            )
+        for name in ("regularization", "eps_infeasible"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 <= value < 1):
+                raise ValueError(f"SolverOptions.{name} must be in [0, 1), got {value!r}")
+
+    def tolerances(self, dtype: torch.dtype) -> tuple[float, float]:
+        """(eps_abs, eps_rel) with dtype-dependent defaults filled in."""
+        default = _DEFAULT_EPS[dtype]
+        eps_abs = default if self.eps_abs is None else self.eps_abs
+        eps_rel = default if self.eps_rel is None else self.eps_rel
+        return eps_abs, eps_rel
+
+    def host_check_period(self, device: torch.device) -> int:
+        if self.check_every is not None:
+            return self.check_every
+        return 1 if device.type == "cpu" else 4

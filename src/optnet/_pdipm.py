@@ -1,0 +1,258 @@
+"""Batched primal-dual interior-point method (Mehrotra predictor-corrector). Pure tensors.
+
+Solves ``min 1/2 z'Qz + p'z  s.t.  Cz + s = h_all, s >= 0, Az = b`` for a whole batch at once.
+Problems that converge (or are proven infeasible) freeze while the others keep iterating.
+Convergence is decided on the device; the host reads the flags every ``check_every``
+iterations only, so an iteration has no host-device synchronization.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from . import _kkt
+from ._options import SolverOptions
+from ._problem import Problem, dot, inf_norm
+from ._status import QPStatus
+
+logger = logging.getLogger("optnet")
+
+_RUNNING = -1
+_STEP_FRACTION = 0.995  # fraction of the way to the boundary of the positive orthant
+_MAX_REG_BUMPS = 6  # a problem whose matrix fails to factor this often is a numerical error
+
+
+@dataclass(frozen=True)
+class Residuals:
+    r_dual: torch.Tensor  # Qz + p + C'lam + A'nu           (B, n)
+    r_eq: torch.Tensor | None  # Az - b                     (B, neq)
+    r_ineq: torch.Tensor  # Cz + s - h_all (masked)         (B, m_all)
+    mu: torch.Tensor  # mean complementarity s'lam / m      (B,)
+    primal: torch.Tensor  # max violation of Az = b, Cz <= h (B,)
+    dual: torch.Tensor  # ||r_dual||_inf                     (B,)
+    gap: torch.Tensor  # |z'Qz + p'z + h'lam + b'nu|        (B,)
+    primal_scale: torch.Tensor
+    dual_scale: torch.Tensor
+    gap_scale: torch.Tensor
+
+
+@dataclass(frozen=True)
+class IPMResult:
+    z: torch.Tensor
+    s: torch.Tensor
+    lam: torch.Tensor
+    nu: torch.Tensor | None
+    status: torch.Tensor
+    iterations: torch.Tensor
+    residuals: Residuals
+    certificate_dual: torch.Tensor  # (B, m_all + neq) ray (lam, nu) for PRIMAL_INFEASIBLE
+    certificate_primal: torch.Tensor  # (B, n) ray z for DUAL_INFEASIBLE
+    factor: _kkt.KKTFactor | None  # at the returned iterate, for the backward pass
+
+
+def residuals(problem: Problem, z, s, lam, nu) -> Residuals:
+    mask = problem.mask
+    Qz = problem.Q @ z.unsqueeze(-1)
+    Qz = Qz.squeeze(-1)
+    Ct_lam = problem.ineq_t(lam)
+    r_dual = Qz + problem.p + Ct_lam
+    h_all = problem.h_all()
+    Cz = problem.ineq(z)
+    r_ineq = (Cz + s - h_all) * mask
+    violation = inf_norm(((Cz - h_all) * mask).clamp_min(0))
+    primal_scale = torch.maximum(inf_norm(Cz * mask), inf_norm(h_all * mask).expand_as(violation))
+    gap = dot(z, Qz) + dot(problem.p, z) + dot(h_all, lam)
+    gap_scale = torch.maximum(dot(z, Qz).abs(), dot(problem.p, z).abs())
+    gap_scale = torch.maximum(gap_scale, dot(h_all, lam).abs())
+    dual_scale = torch.maximum(inf_norm(Qz), inf_norm(problem.p).expand_as(violation))
+    dual_scale = torch.maximum(dual_scale, inf_norm(Ct_lam))
+    r_eq = None
+    if problem.has_eq:
+        At_nu = problem.eq_t(nu)
+        r_dual = r_dual + At_nu
+        Az = problem.eq(z)
+        r_eq = Az - problem.b
+        violation = torch.maximum(violation, inf_norm(r_eq))
+        primal_scale = torch.maximum(primal_scale, torch.maximum(inf_norm(Az), inf_norm(problem.b)))
+        gap = gap + dot(problem.b, nu)
+        gap_scale = torch.maximum(gap_scale, dot(problem.b, nu).abs())
+        dual_scale = torch.maximum(dual_scale, inf_norm(At_nu))
+    count = mask.sum(-1).clamp_min(1)
+    mu = dot(s * mask, lam) / count
+    return Residuals(
+        r_dual, r_eq, r_ineq, mu, violation, inf_norm(r_dual), gap.abs(),
+        primal_scale, dual_scale, gap_scale,
+    )  # fmt: skip
+
+
+def _direction(problem: Problem, f: _kkt.KKTFactor, res: Residuals, s, lam, r_comp):
+    """Newton direction for the complementarity target ``s * lam -> s * lam - r_comp``."""
+    w = lam / s * problem.mask
+    r1 = -res.r_dual - problem.ineq_t(w * res.r_ineq - r_comp / s * problem.mask)
+    r2 = None if res.r_eq is None else -res.r_eq
+    dz, dnu = _kkt.solve(f, r1, r2)
+    ds = (-res.r_ineq - problem.ineq(dz)) * problem.mask
+    dlam = (-r_comp - lam * ds) / s * problem.mask
+    return dz, ds, dlam, dnu
+
+
+def _max_step(x: torch.Tensor, dx: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Largest alpha in [0, 1] with x + alpha dx >= 0 on masked rows."""
+    if x.shape[-1] == 0:
+        return x.new_ones(x.shape[0])
+    blocking = (dx < 0) & (mask > 0)
+    ratio = torch.where(blocking, -x / torch.where(blocking, dx, -1.0), 1.0)
+    return ratio.amin(-1).clamp(max=1.0)
+
+
+def initial_point(problem: Problem, reg: torch.Tensor, refine_steps: int):
+    """Least-squares start (Mehrotra's heuristic, Nocedal & Wright eq. 16.60).
+
+    Solves ``min 1/2 z'Qz + p'z + 1/2 ||Cz - h||^2  s.t.  Az = b``, then shifts slacks and
+    duals into the positive orthant and balances them.
+    """
+    mask = problem.mask
+    batch = problem.batch
+    h_all = problem.h_all().expand(batch, -1)
+    f = _kkt.factor(problem, mask.expand(batch, -1), reg, refine_steps)
+    r2 = None if not problem.has_eq else problem.b.expand(batch, -1)
+    z, nu = _kkt.solve(f, -problem.p + problem.ineq_t(h_all * mask), r2)
+    if nu is None and problem.has_eq:
+        nu = z.new_zeros(batch, problem.A.shape[-2])
+    s = (h_all - problem.ineq(z)) * mask
+    lam = -s
+    big = torch.finfo(z.dtype).max
+    if problem.m_all:
+        s = s + (-1.5 * torch.where(mask > 0, s, big).amin(-1, keepdim=True)).clamp_min(0)
+        lam = lam + (-1.5 * torch.where(mask > 0, lam, big).amin(-1, keepdim=True)).clamp_min(0)
+        s, lam = s * mask, lam * mask
+        sl = dot(s, lam).unsqueeze(-1)
+        s_new = s + 0.5 * sl / lam.sum(-1, keepdim=True).clamp_min(1e-30)
+        lam_new = lam + 0.5 * sl / s.sum(-1, keepdim=True).clamp_min(1e-30)
+        # Degenerate starts (all slacks or duals zero) fall back to the unit point.
+        degenerate = (sl <= 0) | ~torch.isfinite(s_new + lam_new).all(-1, keepdim=True)
+        s = torch.where(degenerate, torch.ones_like(s), s_new.clamp_min(1e-8))
+        lam = torch.where(degenerate, torch.ones_like(lam), lam_new.clamp_min(1e-8))
+    # Masked rows (infinite rhs): slack 1, dual 0, never touched again.
+    s = torch.where(mask > 0, s, torch.ones_like(s))
+    lam = lam * mask
+    return z, s, lam, nu
+
+
+def _certificates(problem: Problem, z, lam, nu, eps: float):
+    """Per-problem flags for rays proving primal or dual infeasibility.
+
+    Primal: y = (lam, nu) / ||(lam, nu)||_inf with ||C'lam + A'nu|| <= eps and h'lam + b'nu < -eps
+    (scaled by the data). Dual: d = z / ||z||_inf with Qd ~ 0, Ad ~ 0, Cd <= ~0 and p'd < -eps.
+    """
+    mask = problem.mask
+    h_all = problem.h_all() * mask
+    t = inf_norm(lam)
+    Aty = problem.ineq_t(lam)
+    hy = dot(h_all, lam)
+    if nu is not None:
+        t = torch.maximum(t, inf_norm(nu))
+        Aty = Aty + problem.eq_t(nu)
+        hy = hy + dot(problem.b, nu)
+    t = t.clamp_min(torch.finfo(z.dtype).tiny)
+    data_scale = torch.maximum(inf_norm(h_all), inf_norm(problem.p)).clamp_min(1.0)
+    primal_infeasible = (inf_norm(Aty) <= eps * t) & (hy < -eps * t * data_scale) & (t > 1 / eps)
+
+    zn = z / inf_norm(z).clamp_min(torch.finfo(z.dtype).tiny).unsqueeze(-1)
+    Qd = (problem.Q @ zn.unsqueeze(-1)).squeeze(-1)
+    q_scale = problem.Q.abs().amax((-2, -1)).clamp_min(1.0)
+    ok = (inf_norm(Qd) <= eps * q_scale) & (dot(problem.p, zn) < -eps * data_scale)
+    if problem.m_all:
+        ok = ok & (((problem.ineq(zn) * mask).amax(-1)) <= eps * data_scale)
+    if problem.has_eq:
+        ok = ok & (inf_norm(problem.eq(zn)) <= eps * data_scale)
+    dual_infeasible = ok & (inf_norm(z) > 1 / eps)
+    return primal_infeasible, dual_infeasible
+
+
+def solve(problem: Problem, options: SolverOptions, want_factor: bool) -> IPMResult:
+    """Run the interior-point loop on a validated, batched problem."""
+    dtype, device, batch = problem.p.dtype, problem.p.device, problem.batch
+    eps_abs, eps_rel = options.tolerances(dtype)
+    mask = problem.mask.expand(batch, -1)
+    reg = torch.full((batch,), options.regularization, dtype=dtype, device=device)
+    z, s, lam, nu = initial_point(problem, reg, options.refine_steps)
+    status = torch.full((batch,), _RUNNING, dtype=torch.int64, device=device)
+    status = _bounds_infeasible(problem, status)
+    iterations = torch.zeros(batch, dtype=torch.int64, device=device)
+    bumps = torch.zeros(batch, dtype=torch.int64, device=device)
+    check_period = options.host_check_period(device)
+
+    for k in range(options.max_iter + 1):
+        res = residuals(problem, z, s, lam, nu)
+        running = status == _RUNNING
+        converged = (
+            (res.primal <= eps_abs + eps_rel * res.primal_scale)
+            & (res.dual <= eps_abs + eps_rel * res.dual_scale)
+            & (res.gap <= eps_abs + eps_rel * res.gap_scale)
+        )
+        p_inf, d_inf = _certificates(problem, z, lam, nu, options.eps_infeasible)
+        status = torch.where(running & d_inf, int(QPStatus.DUAL_INFEASIBLE), status)
+        status = torch.where(running & p_inf, int(QPStatus.PRIMAL_INFEASIBLE), status)
+        status = torch.where(running & converged, int(QPStatus.SOLVED), status)
+        status = torch.where(bumps > _MAX_REG_BUMPS, int(QPStatus.NUMERICAL_ERROR), status)
+        running = status == _RUNNING
+        if k == options.max_iter or (k % check_period == 0 and not bool(running.any())):
+            break
+
+        f = _kkt.factor(problem, lam / s * mask, reg * 100.0**bumps, options.refine_steps)
+        # predictor (affine scaling) step
+        dz, ds, dlam, dnu = _direction(problem, f, res, s, lam, s * lam)
+        alpha = torch.minimum(_max_step(s, ds, mask), _max_step(lam, dlam, mask))
+        a = alpha.unsqueeze(-1)
+        count = mask.sum(-1).clamp_min(1)
+        mu_aff = dot((s + a * ds) * mask, lam + a * dlam) / count
+        sigma = (mu_aff / res.mu.clamp_min(torch.finfo(dtype).tiny)).clamp(0, 1) ** 3
+        # corrector step with Mehrotra's second-order term
+        r_comp = (s * lam + ds * dlam - (sigma * res.mu).unsqueeze(-1)) * mask
+        dz, ds, dlam, dnu = _direction(problem, f, res, s, lam, r_comp)
+        alpha = torch.minimum(_max_step(s, ds, mask), _max_step(lam, dlam, mask))
+        alpha = (_STEP_FRACTION * alpha).clamp(max=1.0)
+
+        move = running & f.ok
+        a = torch.where(move, alpha, torch.zeros_like(alpha)).unsqueeze(-1)
+        z_new, s_new, lam_new = z + a * dz, s + a * ds, lam + a * dlam
+        nu_new = None if nu is None else nu + a * dnu
+        finite = torch.isfinite(z_new).all(-1) & torch.isfinite(s_new).all(-1)
+        finite &= torch.isfinite(lam_new).all(-1)
+        if nu_new is not None:
+            finite &= torch.isfinite(nu_new).all(-1)
+        status = torch.where(running & ~finite, int(QPStatus.NUMERICAL_ERROR), status)
+        keep = (move & finite).unsqueeze(-1)
+        z = torch.where(keep, z_new, z)
+        s = torch.where(keep, s_new.clamp_min(torch.finfo(dtype).tiny), s)
+        s = torch.where(mask > 0, s, torch.ones_like(s))
+        lam = torch.where(keep, lam_new.clamp_min(0), lam)
+        if nu is not None:
+            nu = torch.where(keep, nu_new, nu)
+        bumps = bumps + (running & ~f.ok).long()
+        iterations = iterations + running.long()
+
+    status = torch.where(status == _RUNNING, int(QPStatus.MAX_ITER), status)
+    cert_dual = torch.cat([lam] + ([nu] if nu is not None else []), -1)
+    cert_dual = cert_dual / inf_norm(cert_dual).clamp_min(torch.finfo(dtype).tiny).unsqueeze(-1)
+    cert_dual = cert_dual * (status == QPStatus.PRIMAL_INFEASIBLE).unsqueeze(-1)
+    cert_primal = z / inf_norm(z).clamp_min(torch.finfo(dtype).tiny).unsqueeze(-1)
+    cert_primal = cert_primal * (status == QPStatus.DUAL_INFEASIBLE).unsqueeze(-1)
+    factor = None
+    if want_factor:
+        factor = _kkt.factor(problem, lam / s * mask, reg * 100.0**bumps, options.refine_steps)
+    logger.debug("interior point: %d iterations, status counts %s", k, status.bincount().tolist())
+    return IPMResult(z, s, lam, nu, status, iterations, res, cert_dual, cert_primal, factor)
+
+
+def _bounds_infeasible(problem: Problem, status: torch.Tensor) -> torch.Tensor:
+    """lb > ub is infeasible before any iteration."""
+    if problem.lb is None or problem.ub is None:
+        return status
+    lb_mask, ub_mask = problem.split_rows(problem.mask)[1:]
+    crossed = ((problem.lb > problem.ub) & (lb_mask > 0) & (ub_mask > 0)).any(-1)
+    return torch.where(crossed, int(QPStatus.PRIMAL_INFEASIBLE), status)

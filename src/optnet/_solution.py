@@ -1,0 +1,72 @@
+"""QPSolution: what a batched solve returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ._status import QPSolveError, QPStatus
+
+
+@dataclass(frozen=True)
+class InfeasibilityCertificate:
+    """Normalized rays proving infeasibility (zero for problems without that status).
+
+    For ``PRIMAL_INFEASIBLE`` problems ``(lam, nu, lam_lb, lam_ub)`` satisfies
+    ``G'lam + A'nu - lam_lb + lam_ub ~ 0``, ``lam, lam_lb, lam_ub >= 0`` and
+    ``h'lam + b'nu - lb'lam_lb + ub'lam_ub < 0`` (Farkas). For ``DUAL_INFEASIBLE`` problems ``z``
+    is a direction with ``Qz ~ 0``, ``Az ~ 0``, ``Gz <= ~0`` (and within the bounds' recession
+    cone) along which ``p'z < 0``.
+    """
+
+    z: torch.Tensor
+    lam: torch.Tensor | None
+    nu: torch.Tensor | None
+    lam_lb: torch.Tensor | None
+    lam_ub: torch.Tensor | None
+
+
+@dataclass(frozen=True)
+class QPSolution:
+    """Solution of a batch of QPs ``min 1/2 z'Qz + p'z  s.t.  Gz <= h, Az = b, lb <= z <= ub``.
+
+    Shapes are ``(B, .)`` when any input is batched and unbatched otherwise. ``z``, ``lam``,
+    ``nu``, ``lam_lb`` and ``lam_ub`` are differentiable. Blocks absent from the problem are None.
+
+    Attributes:
+        z: primal solution ``(B, n)``.
+        lam: duals of ``Gz <= h`` ``(B, m)``, ``>= 0``.
+        nu: duals of ``Az = b`` ``(B, p)``.
+        s: slacks ``h - Gz`` ``(B, m)``.
+        lam_lb, lam_ub: duals of ``z >= lb`` and ``z <= ub`` ``(B, n)``.
+        status: ``(B,)`` int64 tensor of ``QPStatus`` codes.
+        iterations: ``(B,)`` interior-point iterations each problem took.
+        primal_residual, dual_residual, duality_gap: ``(B,)`` infinity-norm residuals on the
+            original (unscaled) data, the quantities the tolerances are checked against.
+        certificate: rays for infeasible problems, see ``InfeasibilityCertificate``.
+    """
+
+    z: torch.Tensor
+    lam: torch.Tensor | None
+    nu: torch.Tensor | None
+    s: torch.Tensor | None
+    lam_lb: torch.Tensor | None
+    lam_ub: torch.Tensor | None
+    status: torch.Tensor
+    iterations: torch.Tensor
+    primal_residual: torch.Tensor
+    dual_residual: torch.Tensor
+    duality_gap: torch.Tensor
+    certificate: InfeasibilityCertificate
+
+    @property
+    def solved(self) -> torch.Tensor:
+        """Boolean mask of the problems with status ``SOLVED``."""
+        return self.status == QPStatus.SOLVED
+
+    def raise_for_status(self) -> QPSolution:
+        """Raise ``QPSolveError`` naming the failing batch indices; return self otherwise."""
+        if not bool(self.solved.all()):
+            raise QPSolveError(self.status)
+        return self

@@ -1,0 +1,106 @@
+"""Input checks run before any work: every message names the argument and what was expected."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+_SUPPORTED_DTYPES = (torch.float32, torch.float64)
+# (name, dims of one problem's array, which size letter each dim carries)
+_LAYOUT = {
+    "Q": ("n", "n"),
+    "p": ("n",),
+    "G": ("m", "n"),
+    "h": ("m",),
+    "A": ("p", "n"),
+    "b": ("p",),
+    "lb": ("n",),
+    "ub": ("n",),
+}
+
+
+@dataclass(frozen=True)
+class ProblemShape:
+    """Sizes of a validated problem; ``batch`` is None when no input is batched."""
+
+    batch: int | None
+    n: int
+    m: int
+    neq: int
+    dtype: torch.dtype
+    device: torch.device
+
+
+def validate_inputs(**arrays: torch.Tensor | None) -> ProblemShape:
+    """Check the eight QP inputs (None = block absent) and infer the problem sizes."""
+    present = {name: x for name, x in arrays.items() if x is not None}
+    for name, x in present.items():
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor or None, got {type(x).__name__}")
+    for name in ("Q", "p"):
+        if name not in present:
+            raise ValueError(f"{name} is required")
+    for pair in (("G", "h"), ("A", "b")):
+        given = [name for name in pair if name in present]
+        if len(given) == 1:
+            missing = (set(pair) - set(given)).pop()
+            raise ValueError(f"{given[0]} was given without {missing}: pass both or neither")
+
+    dtype, device = present["p"].dtype, present["p"].device
+    for name, x in present.items():
+        if x.dtype not in _SUPPORTED_DTYPES:
+            raise TypeError(f"{name} must be float32 or float64, got {x.dtype}")
+        if x.dtype != dtype:
+            raise TypeError(f"all inputs must share one dtype: p is {dtype} but {name} is {x.dtype}")
+        if x.device != device:
+            raise ValueError(
+                f"all inputs must be on one device: p is on {device} but {name} is on {x.device}"
+            )
+
+    sizes = {"n": present["p"].shape[-1] if present["p"].dim() else None}
+    if "G" in present:
+        sizes["m"] = present["G"].shape[-2] if present["G"].dim() >= 2 else None
+    if "A" in present:
+        sizes["p"] = present["A"].shape[-2] if present["A"].dim() >= 2 else None
+    batch = None
+    for name, x in present.items():
+        expected = tuple(sizes.get(letter) for letter in _LAYOUT[name])
+        core = tuple(x.shape[x.dim() - len(expected) :]) if x.dim() >= len(expected) else None
+        if x.dim() not in (len(expected), len(expected) + 1) or core != expected:
+            letters = ", ".join(_LAYOUT[name])
+            raise ValueError(
+                f"{name} must have shape ({letters}) or (B, {letters}) = {expected} or "
+                f"(B, *{expected}), got {tuple(x.shape)}"
+            )
+        if x.dim() == len(expected) + 1:
+            if batch is not None and x.shape[0] != batch:
+                raise ValueError(
+                    f"batch sizes disagree: {name} has batch size {x.shape[0]}, "
+                    f"an earlier input has {batch}"
+                )
+            batch = x.shape[0]
+    if sizes["n"] == 0:
+        raise ValueError("p must have at least one variable (n >= 1)")
+
+    _check_values(present)
+    return ProblemShape(batch, sizes["n"], sizes.get("m", 0), sizes.get("p", 0), dtype, device)
+
+
+def _check_values(present: dict[str, torch.Tensor]) -> None:
+    for name in ("Q", "p", "G", "A", "b"):
+        x = present.get(name)
+        if x is not None and not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{name} contains NaN or infinite entries")
+    # Infinite right-hand sides mean "no constraint", but only in the direction that relaxes it.
+    for name, allowed in (("h", float("inf")), ("lb", float("-inf")), ("ub", float("inf"))):
+        x = present.get(name)
+        if x is not None and not bool((torch.isfinite(x) | (x == allowed)).all()):
+            raise ValueError(f"{name} contains NaN or {-allowed} entries (only {allowed} is allowed)")
+    Q = present["Q"]
+    asym = (Q - Q.mT).abs().amax()
+    scale = Q.abs().amax().clamp_min(1.0)
+    if bool(asym > 100 * torch.finfo(Q.dtype).eps * scale):
+        raise ValueError(
+            f"Q must be symmetric; max |Q - Q^T| = {float(asym):.3g} (symmetrize with (Q + Q.mT) / 2)"
+        )

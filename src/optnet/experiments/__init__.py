@@ -1,0 +1,1 @@
+"""The paper's experiments: Sudoku, total-variation denoising, classification."""

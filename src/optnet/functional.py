@@ -1,0 +1,68 @@
+"""solve_qp: the functional entry point."""
+
+from __future__ import annotations
+
+import torch
+
+from ._autograd import QPFunction
+from ._options import SolverOptions
+from ._solution import InfeasibilityCertificate, QPSolution
+from ._validate import validate_inputs
+
+
+def solve_qp(
+    Q: torch.Tensor,
+    p: torch.Tensor,
+    G: torch.Tensor | None = None,
+    h: torch.Tensor | None = None,
+    A: torch.Tensor | None = None,
+    b: torch.Tensor | None = None,
+    *,
+    lb: torch.Tensor | None = None,
+    ub: torch.Tensor | None = None,
+    options: SolverOptions | None = None,
+) -> QPSolution:
+    """Solve a batch of convex QPs and make the solution differentiable in every input.
+
+    ``minimize 1/2 z'Qz + p'z  subject to  Gz <= h,  Az = b,  lb <= z <= ub``
+
+    Each input is batched, with a leading dimension B, or unbatched and shared by the whole
+    batch; the gradient of a shared input is the sum over the batch. ``None`` means the block
+    is absent. Entries of ``h`` and ``ub`` may be ``+inf`` and of ``lb`` ``-inf`` (no constraint).
+
+    Shapes: Q ``(*B, n, n)`` symmetric positive semidefinite, p ``(*B, n)``, G ``(*B, m, n)``,
+    h ``(*B, m)``, A ``(*B, neq, n)``, b ``(*B, neq)``, lb/ub ``(*B, n)``.
+
+    Returns a ``QPSolution`` with a per-problem ``status``; this function never raises for a
+    problem that fails to solve (call ``sol.raise_for_status()`` for that), only for bad input.
+
+    Example:
+        >>> Q = torch.eye(2, dtype=torch.float64)
+        >>> p = torch.tensor([[1.0, -1.0]], dtype=torch.float64, requires_grad=True)
+        >>> G = -torch.eye(2, dtype=torch.float64); h = torch.zeros(2, dtype=torch.float64)
+        >>> sol = solve_qp(Q, p, G, h)          # z = max(-p, 0) = [[0, 1]]
+        >>> sol.z.sum().backward()
+    """
+    options = SolverOptions() if options is None else options
+    if not isinstance(options, SolverOptions):
+        raise TypeError(f"options must be a SolverOptions, got {type(options).__name__}")
+    shape = validate_inputs(Q=Q, p=p, G=G, h=h, A=A, b=b, lb=lb, ub=ub)
+    batch = 1 if shape.batch is None else shape.batch
+    out = QPFunction.apply(Q, p, G, h, A, b, lb, ub, options, batch)
+    z, lam, nu, s, lam_lb, lam_ub, status, iterations, primal, dual, gap = out[:11]
+    cert_dual, cert_primal = out[11], out[12]
+    cert_lam, cert_lb, cert_ub, cert_nu = _split_certificate(cert_dual, shape.m, lb, ub, shape.n)
+    fields = [z, lam, nu, s, lam_lb, lam_ub, status, iterations, primal, dual, gap]
+    certificate = [cert_primal, cert_lam, cert_nu, cert_lb, cert_ub]
+    if shape.batch is None:
+        fields = [None if x is None else x.squeeze(0) for x in fields]
+        certificate = [None if x is None else x.squeeze(0) for x in certificate]
+    return QPSolution(*fields, certificate=InfeasibilityCertificate(*certificate))
+
+
+def _split_certificate(cert: torch.Tensor, m: int, lb, ub, n: int):
+    sizes = [m if m else 0, n if lb is not None else 0, n if ub is not None else 0]
+    sizes.append(cert.shape[-1] - sum(sizes))
+    parts = torch.split(cert, sizes, dim=-1)
+    present = [m > 0, lb is not None, ub is not None, sizes[3] > 0]
+    return [part if keep else None for part, keep in zip(parts, present)]

@@ -1,0 +1,124 @@
+"""Neural-network layers built on ``solve_qp``."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ._options import SolverOptions
+from ._solution import QPSolution
+from .functional import solve_qp
+
+logger = logging.getLogger("optnet")
+
+
+class QPLayer(nn.Module):
+    """A QP as a layer: ``forward(Q, p, G, h, A, b, lb=, ub=)`` returns a ``QPSolution``.
+
+    The layer holds no parameters, only the ``SolverOptions``. Unsolved problems are logged
+    (warning level) unless ``strict=True``, in which case they raise ``QPSolveError``.
+
+    Example:
+        >>> layer = QPLayer(SolverOptions(max_iter=30))
+        >>> z = layer(Q, p, G, h).z
+    """
+
+    def __init__(self, options: SolverOptions | None = None, *, strict: bool = False):
+        super().__init__()
+        self.options = SolverOptions() if options is None else options
+        self.strict = strict
+
+    def forward(self, Q, p, G=None, h=None, A=None, b=None, *, lb=None, ub=None) -> QPSolution:
+        sol = solve_qp(Q, p, G, h, A, b, lb=lb, ub=ub, options=self.options)
+        if self.strict:
+            sol.raise_for_status()
+        elif logger.isEnabledFor(logging.WARNING) and not bool(sol.solved.all()):
+            unsolved = int((~sol.solved).sum())
+            logger.warning("QPLayer: %d of %d problems not solved", unsolved, sol.status.numel())
+        return sol
+
+    def extra_repr(self) -> str:
+        return f"options={self.options}, strict={self.strict}"
+
+
+class OptNetLayer(nn.Module):
+    """The OptNet paper's general layer, feasible by construction (Amos & Kolter 2017, sec. 3).
+
+    ``z*(p) = argmin 1/2 z'Qz + p'z  s.t.  Gz <= h, Az = b`` with learnable
+    ``Q = L L' + eps I`` (L lower triangular), ``G``, ``h = G z0 + s0`` (``s0 > 0`` through a
+    softplus), ``A`` and ``b = A z0``: z0 is always a strictly feasible point. ``p`` comes from
+    the input, shape ``(B, n)``; the output is ``z*`` of shape ``(B, n)``.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        n_ineq: int,
+        n_eq: int = 0,
+        *,
+        eps: float = 1e-4,
+        options: SolverOptions | None = None,
+        dtype: torch.dtype = torch.float64,
+    ):
+        super().__init__()
+        kw = {"dtype": dtype}
+        self.eps = eps
+        self.L = nn.Parameter(torch.tril(torch.rand(n, n, **kw)))
+        self.G = nn.Parameter(torch.empty(n_ineq, n, **kw).uniform_(-1, 1))
+        self.z0 = nn.Parameter(torch.zeros(n, **kw))
+        self.s0_raw = nn.Parameter(torch.full((n_ineq,), 0.5413, **kw))  # softplus -> 1
+        self.A = nn.Parameter(torch.empty(n_eq, n, **kw).uniform_(-1, 1)) if n_eq else None
+        self.qp = QPLayer(options)
+
+    def qp_data(self):
+        L = torch.tril(self.L)
+        Q = L @ L.mT + self.eps * torch.eye(L.shape[0], dtype=L.dtype, device=L.device)
+        h = self.G @ self.z0 + F.softplus(self.s0_raw)
+        b = None if self.A is None else self.A @ self.z0
+        return Q, self.G, h, self.A, b
+
+    def forward(self, p: torch.Tensor) -> torch.Tensor:
+        Q, G, h, A, b = self.qp_data()
+        return self.qp(Q, p.to(Q.dtype), G, h, A, b).z
+
+
+class SudokuOptNet(nn.Module):
+    """The paper's Sudoku model: learn the equality constraints of the one-hot board.
+
+    Variables z are the one-hot encoding of a ``k^2 x k^2`` board (``k^6`` entries; 64 for 4x4):
+    ``min 1/2 q z'z - puzzle'z  s.t.  z >= 0,  A z = b`` with ``Q = q I`` fixed, ``G = -I``,
+    ``h = 0``, and a learned ``A`` of ``n_eq`` rows (40 for 4x4, the rank of the true constraint
+    matrix) initialized at random. ``b = A z0`` with ``z0 = 1/k^2`` (the uniform board, which
+    satisfies every Sudoku constraint and z >= 0) keeps the QP feasible for every A.
+    """
+
+    def __init__(
+        self,
+        board: int = 2,
+        n_eq: int = 40,
+        *,
+        q: float = 0.1,
+        options: SolverOptions | None = None,
+        dtype: torch.dtype = torch.float64,
+    ):
+        super().__init__()
+        side = board * board
+        n = side**3
+        self.side = side
+        self.A = nn.Parameter(torch.rand(n_eq, n, dtype=dtype))
+        self.register_buffer("Q", q * torch.eye(n, dtype=dtype))
+        self.register_buffer("G", -torch.eye(n, dtype=dtype))
+        self.register_buffer("h", torch.zeros(n, dtype=dtype))
+        self.register_buffer("z0", torch.full((n,), 1.0 / side, dtype=dtype))
+        self.qp = QPLayer(options)
+
+    def forward(self, puzzles: torch.Tensor) -> torch.Tensor:
+        """puzzles ``(B, side, side, side)`` one-hot (zeros where empty) -> relaxed board."""
+        batch = puzzles.shape[0]
+        p = -puzzles.reshape(batch, -1).to(self.Q.dtype)
+        b = self.A @ self.z0
+        z = self.qp(self.Q, p, self.G, self.h, self.A, b).z
+        return z.reshape(puzzles.shape).to(puzzles.dtype)
