@@ -22,26 +22,32 @@ class QPFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(Q, p, G, h, A, b, lb, ub, options, batch):
-        problem = Problem.from_inputs(Q, p, G, h, A, b, lb, ub, batch)
-        want_factor = torch.is_grad_enabled() or any(
-            x is not None and x.requires_grad for x in (Q, p, G, h, A, b, lb, ub)
-        )
+        inputs = (Q, p, G, h, A, b, lb, ub)
+        want_factor = any(x is not None and x.requires_grad for x in inputs)
+        dtype = options.compute_dtype or p.dtype
+        problem = Problem.from_inputs(*(None if x is None else x.to(dtype) for x in inputs), batch)
         r = _pdipm.solve(problem, options, want_factor)
         lam_g, lam_lb, lam_ub = problem.split_rows(r.lam)
         s_g = problem.split_rows(r.s)[0]
         res = r.residuals
+
+        def out(x):  # results in the inputs' dtype
+            return None if x is None else x.to(p.dtype)
+
         return (
-            r.z, lam_g, r.nu, s_g, lam_lb, lam_ub,
-            r.status, r.iterations, res.primal, res.dual, res.gap,
-            r.certificate_dual, r.certificate_primal, (problem, r.factor, r.s, r.lam),
+            *map(out, (r.z, lam_g, r.nu, s_g, lam_lb, lam_ub)),
+            r.status, r.iterations, *map(out, (res.primal, res.dual, res.gap)),
+            *map(out, (r.certificate_dual, r.certificate_primal)),
+            (problem, r.factor, r.s, r.lam, r.z, r.nu),
         )  # fmt: skip
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        problem, factor, s_all, lam_all = output[-1]
+        problem, factor, s_all, lam_all, z, nu = output[-1]
         ctx.problem, ctx.factor = problem, factor
         ctx.input_dims = [None if x is None else x.dim() for x in inputs[:8]]
-        z, nu = output[0], output[2]
+        ctx.input_dtype = inputs[1].dtype
+        # The solver's own iterates (in the compute dtype), not the cast outputs.
         ctx.save_for_backward(z, nu, s_all, lam_all)
         ctx.set_materialize_grads(False)
         ctx.mark_non_differentiable(*[t for t in output[3:13] if isinstance(t, torch.Tensor)])
@@ -53,21 +59,24 @@ class QPFunction(torch.autograd.Function):
             return (None,) * 10
         problem = ctx.problem
         z, nu, s_all, lam_all = ctx.saved_tensors
-        g_z = torch.zeros_like(z) if g_z is None else g_z
+        dtype = z.dtype
+        g_z = torch.zeros_like(z) if g_z is None else g_z.to(dtype)
         g_lam_all = torch.cat(
             [
-                torch.zeros_like(part) if grad is None else grad
+                torch.zeros_like(part) if grad is None else grad.to(dtype)
                 for part, grad in zip(problem.split_rows(lam_all), (g_lam, g_lam_lb, g_lam_ub))
                 if part is not None
             ],
             -1,
         ) if problem.m_all else lam_all  # fmt: skip
-        if nu is not None and g_nu is None:
-            g_nu = torch.zeros_like(nu)
+        if nu is not None:
+            g_nu = torch.zeros_like(nu) if g_nu is None else g_nu.to(dtype)
         adj = _implicit.adjoint(problem, ctx.factor, s_all, lam_all, g_z, g_lam_all, g_nu)
         grads = _implicit.parameter_gradients(problem, adj, z, lam_all, nu, needed)
         out = [
-            None if grads[name] is None else reduce_to_batch_of_input(grads[name], dim)
+            None
+            if grads[name] is None
+            else reduce_to_batch_of_input(grads[name], dim).to(ctx.input_dtype)
             for name, dim in zip(_INPUT_NAMES, ctx.input_dims)
         ]
         return (*out, None, None)

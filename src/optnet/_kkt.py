@@ -88,7 +88,7 @@ def factor(problem: Problem, w: torch.Tensor, reg: torch.Tensor, refine_steps: i
     return KKTFactor(H, H_factor, A, Hinv_At, S_factor, refine_steps)
 
 
-def _solve_regularized(f: KKTFactor, r1: torch.Tensor, r2: torch.Tensor | None):
+def solve_regularized(f: KKTFactor, r1: torch.Tensor, r2: torch.Tensor | None):
     x = f.H_factor.solve(r1)
     if f.A is None:
         return x, None
@@ -103,14 +103,14 @@ def solve(f: KKTFactor, r1: torch.Tensor, r2: torch.Tensor | None = None):
 
     Returns ``(x, y)``; ``y`` is None without equality constraints.
     """
-    x, y = _solve_regularized(f, r1, r2)
+    x, y = solve_regularized(f, r1, r2)
     for _ in range(f.refine_steps):
         e1 = r1 - matvec(f.H, x)
         e2 = None
         if f.A is not None:
             e1 = e1 - matvec(f.A.mT, y)
             e2 = r2 - matvec(f.A, x)
-        dx, dy = _solve_regularized(f, e1, e2)
+        dx, dy = solve_regularized(f, e1, e2)
         x = x + dx
         if y is not None:
             y = y + dy

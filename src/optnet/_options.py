@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import torch
 
 # Default tolerances per dtype: float32 cannot resolve residuals much below ~1e-6 of the data.
-_DEFAULT_EPS = {torch.float64: 1e-8, torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 1e-2}
+# float32 loses the Newton direction's accuracy once slack ratios pass ~1e6, which tighter
+# tolerances require; 1e-4 converges reliably (docs/solver.md). For more, use compute_dtype.
+_DEFAULT_EPS = {torch.float64: 1e-9, torch.float32: 1e-4}
 
 
 @dataclass(frozen=True)
@@ -18,7 +20,7 @@ class SolverOptions:
     ``<= eps_abs + eps_rel * scale`` (see ``docs/solver.md`` for the scales).
 
     Args:
-        eps_abs: absolute tolerance; ``None`` picks 1e-8 for float64 and 1e-5 for float32.
+        eps_abs: absolute tolerance; ``None`` picks 1e-9 for float64 and 1e-4 for float32.
         eps_rel: relative tolerance; ``None`` picks the same value as ``eps_abs``'s default.
         max_iter: iteration cap; problems still unsolved then get ``QPStatus.MAX_ITER``.
         regularization: static primal/dual regularization of the Newton matrix, relative
@@ -29,6 +31,9 @@ class SolverOptions:
             (``None``: every iteration on CPU, every 4 on GPU, where each read is a sync).
         equilibrate: Ruiz-equilibrate the data before solving (results are unscaled).
         ruiz_iters: number of Ruiz passes when ``equilibrate`` is set.
+        compute_dtype: dtype of the solver's arithmetic; ``None`` uses the inputs' dtype.
+            ``torch.float64`` with float32 inputs gives float64 accuracy (and tolerances) at
+            float64 cost; outputs and gradients keep the inputs' dtype.
 
     Example:
         >>> SolverOptions(eps_abs=1e-10, max_iter=100)
@@ -43,6 +48,7 @@ class SolverOptions:
     check_every: int | None = None
     equilibrate: bool = False
     ruiz_iters: int = 10
+    compute_dtype: torch.dtype | None = None
 
     def __post_init__(self):
         for name in ("eps_abs", "eps_rel"):
@@ -64,6 +70,11 @@ class SolverOptions:
         ):
             raise ValueError(
                 f"SolverOptions.check_every must be None or an int >= 1, got {self.check_every!r}"
+            )
+        if self.compute_dtype not in (None, torch.float32, torch.float64):
+            raise ValueError(
+                f"SolverOptions.compute_dtype must be None, torch.float32 or torch.float64, "
+                f"got {self.compute_dtype!r}"
             )
         for name in ("regularization", "eps_infeasible"):
             value = getattr(self, name)

@@ -15,7 +15,7 @@ import torch
 
 from . import _kkt
 from ._options import SolverOptions
-from ._problem import Problem, dot, inf_norm
+from ._problem import Problem, dot, inf_norm, matvec
 from ._status import QPStatus
 
 logger = logging.getLogger("optnet")
@@ -88,15 +88,41 @@ def residuals(problem: Problem, z, s, lam, nu) -> Residuals:
     )  # fmt: skip
 
 
-def _direction(problem: Problem, f: _kkt.KKTFactor, res: Residuals, s, lam, r_comp):
-    """Newton direction for the complementarity target ``s * lam -> s * lam - r_comp``."""
-    w = lam / s * problem.mask
-    r1 = -res.r_dual - problem.ineq_t(w * res.r_ineq - r_comp / s * problem.mask)
-    r2 = None if res.r_eq is None else -res.r_eq
-    dz, dnu = _kkt.solve(f, r1, r2)
-    ds = (-res.r_ineq - problem.ineq(dz)) * problem.mask
-    dlam = (-r_comp - lam * ds) / s * problem.mask
+def _newton_step(problem: Problem, f: _kkt.KKTFactor, s, lam, r_dual, r_eq, r_ineq, r_comp):
+    """One reduced solve for the Newton system with right-hand side minus the residuals::
+
+        Q dz + C'dlam + A'dnu = -r_dual,  A dz = -r_eq,  C dz + ds = -r_ineq,
+        lam * ds + s * dlam = -r_comp
+    """
+    mask = problem.mask
+    w = lam / s * mask
+    r1 = -r_dual - problem.ineq_t(w * r_ineq - r_comp / s * mask)
+    dz, dnu = _kkt.solve_regularized(f, r1, None if r_eq is None else -r_eq)
+    ds = (-r_ineq - problem.ineq(dz)) * mask
+    dlam = (-r_comp - lam * ds) / s * mask
     return dz, ds, dlam, dnu
+
+
+def _direction(problem: Problem, f: _kkt.KKTFactor, res: Residuals, s, lam, r_comp, refine: int):
+    """Newton direction for the complementarity target ``s * lam -> s * lam - r_comp``.
+
+    Iterative refinement runs on the full (unreduced) system: the reduced right-hand side
+    carries terms of size 1/s that cancel, so only the full residual shows the lost accuracy;
+    it also removes the bias of the regularization.
+    """
+    step = _newton_step(problem, f, s, lam, res.r_dual, res.r_eq, res.r_ineq, r_comp)
+    for _ in range(refine):
+        dz, ds, dlam, dnu = step
+        e_dual = res.r_dual + matvec(problem.Q, dz) + problem.ineq_t(dlam)
+        e_eq = None
+        if dnu is not None:
+            e_dual = e_dual + problem.eq_t(dnu)
+            e_eq = res.r_eq + problem.eq(dz)
+        e_ineq = (res.r_ineq + problem.ineq(dz) + ds) * problem.mask
+        e_comp = (r_comp + lam * ds + s * dlam) * problem.mask
+        fix = _newton_step(problem, f, s, lam, e_dual, e_eq, e_ineq, e_comp)
+        step = tuple(None if x is None else x + dx for x, dx in zip(step, fix))
+    return step
 
 
 def _max_step(x: torch.Tensor, dx: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -185,14 +211,16 @@ def solve(problem: Problem, options: SolverOptions, want_factor: bool) -> IPMRes
     iterations = torch.zeros(batch, dtype=torch.int64, device=device)
     bumps = torch.zeros(batch, dtype=torch.int64, device=device)
     check_period = options.host_check_period(device)
+    refine = options.refine_steps
 
     for k in range(options.max_iter + 1):
         res = residuals(problem, z, s, lam, nu)
         running = status == _RUNNING
+        gap_tolerance = eps_abs + eps_rel * res.gap_scale
         converged = (
             (res.primal <= eps_abs + eps_rel * res.primal_scale)
             & (res.dual <= eps_abs + eps_rel * res.dual_scale)
-            & (res.gap <= eps_abs + eps_rel * res.gap_scale)
+            & (res.gap <= gap_tolerance)
         )
         p_inf, d_inf = _certificates(problem, z, lam, nu, options.eps_infeasible)
         status = torch.where(running & d_inf, int(QPStatus.DUAL_INFEASIBLE), status)
@@ -205,15 +233,18 @@ def solve(problem: Problem, options: SolverOptions, want_factor: bool) -> IPMRes
 
         f = _kkt.factor(problem, lam / s * mask, reg * 100.0**bumps, options.refine_steps)
         # predictor (affine scaling) step
-        dz, ds, dlam, dnu = _direction(problem, f, res, s, lam, s * lam)
+        dz, ds, dlam, dnu = _direction(problem, f, res, s, lam, s * lam, refine)
         alpha = torch.minimum(_max_step(s, ds, mask), _max_step(lam, dlam, mask))
         a = alpha.unsqueeze(-1)
         count = mask.sum(-1).clamp_min(1)
         mu_aff = dot((s + a * ds) * mask, lam + a * dlam) / count
         sigma = (mu_aff / res.mu.clamp_min(torch.finfo(dtype).tiny)).clamp(0, 1) ** 3
         # corrector step with Mehrotra's second-order term
-        r_comp = (s * lam + ds * dlam - (sigma * res.mu).unsqueeze(-1)) * mask
-        dz, ds, dlam, dnu = _direction(problem, f, res, s, lam, r_comp)
+        # Aim no lower than the complementarity the gap tolerance needs: driving slacks to
+        # round-off level only makes the Newton matrix needlessly ill-conditioned.
+        mu_target = torch.maximum(sigma * res.mu, 0.1 * gap_tolerance / count)
+        r_comp = (s * lam + ds * dlam - mu_target.unsqueeze(-1)) * mask
+        dz, ds, dlam, dnu = _direction(problem, f, res, s, lam, r_comp, refine)
         alpha = torch.minimum(_max_step(s, ds, mask), _max_step(lam, dlam, mask))
         alpha = (_STEP_FRACTION * alpha).clamp(max=1.0)
 

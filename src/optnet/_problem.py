@@ -115,7 +115,7 @@ class Problem:
     def ineq_t(self, lam: torch.Tensor) -> torch.Tensor:
         """C' lam, shape (B, n)."""
         lam_g, lam_lb, lam_ub = self.split_rows(lam)
-        out = torch.zeros_like(lam[..., :1]).expand(*lam.shape[:-1], self.n)
+        out = lam.new_zeros(*lam.shape[:-1], self.n)
         if lam_g is not None:
             out = out + matvec(self.G.mT, lam_g)
         if lam_lb is not None:
