@@ -26,7 +26,12 @@ class QPFunction(torch.autograd.Function):
         want_factor = any(x is not None and x.requires_grad for x in inputs)
         dtype = options.compute_dtype or p.dtype
         problem = Problem.from_inputs(*(None if x is None else x.to(dtype) for x in inputs), batch)
-        r = _pdipm.solve(problem, options, want_factor)
+        r = _pdipm.solve(problem, options)
+        factor = None
+        if want_factor:
+            factor = _implicit.factor_at_solution(
+                problem, r.s, r.lam, r.regularization, options.refine_steps
+            )
         lam_g, lam_lb, lam_ub = problem.split_rows(r.lam)
         s_g = problem.split_rows(r.s)[0]
         res = r.residuals
@@ -38,7 +43,7 @@ class QPFunction(torch.autograd.Function):
             *map(out, (r.z, lam_g, r.nu, s_g, lam_lb, lam_ub)),
             r.status, r.iterations, *map(out, (res.primal, res.dual, res.gap)),
             *map(out, (r.certificate_dual, r.certificate_primal)),
-            (problem, r.factor, r.s, r.lam, r.z, r.nu),
+            (problem, factor, r.s, r.lam, r.z, r.nu),
         )  # fmt: skip
 
     @staticmethod
@@ -50,7 +55,10 @@ class QPFunction(torch.autograd.Function):
         # The solver's own iterates (in the compute dtype), not the cast outputs.
         ctx.save_for_backward(z, nu, s_all, lam_all)
         ctx.set_materialize_grads(False)
-        ctx.mark_non_differentiable(*[t for t in output[3:13] if isinstance(t, torch.Tensor)])
+        # Differentiable: z, lam, nu, lam_lb, lam_ub. Not: s and everything after lam_ub.
+        ctx.mark_non_differentiable(
+            *[t for t in (output[3], *output[6:13]) if isinstance(t, torch.Tensor)]
+        )
 
     @staticmethod
     def backward(ctx, g_z, g_lam, g_nu, _g_s, g_lam_lb, g_lam_ub, *_):

@@ -3,8 +3,14 @@
 With F(z, lam, nu; theta) = [Qz + p + C'lam + A'nu;  diag(lam)(Cz - h);  Az - b] = 0 at the
 solution, a loss with cotangents g = (g_z, g_lam, g_nu) has gradient -d' dF/dtheta, where
 d solves the transposed KKT system J' d = g. Eliminating d_lam with the slacks s = h - Cz gives
-the same reduced matrix ``H = Q + C' diag(lam/s) C`` as the forward Newton steps, so the
-factor of the final iterate is reused and the backward pass factors nothing.
+the same reduced matrix ``H = Q + C' diag(lam/s) C`` as the forward Newton steps. The forward
+pass factors it once at the solution (only when a gradient will be needed) and the backward
+pass reuses that factor: it factors nothing.
+
+At the solution the weight lam/s of an active constraint is ~1/tolerance, which would make H
+so ill-conditioned that a float64 solve keeps only ~4 digits. The weights are capped at
+``max(1, |Q|) / sqrt(eps)``: the capped system is a penalty approximation of "active rows hold
+with equality" whose error (~sqrt(eps) relative) stays below the solve's round-off.
 """
 
 from __future__ import annotations
@@ -24,9 +30,21 @@ class Adjoint:
     d_nu: torch.Tensor | None  # (B, neq)
 
 
+def adjoint_weights(problem: Problem, s: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    """lam / s on existing rows, capped (see the module docstring)."""
+    eps = torch.finfo(s.dtype).eps
+    q_scale = problem.Q.abs().amax((-2, -1)).clamp_min(1.0).unsqueeze(-1)
+    return torch.minimum(lam / s, q_scale / eps**0.5) * problem.mask
+
+
+def factor_at_solution(problem: Problem, s, lam, reg, refine_steps: int) -> _kkt.KKTFactor:
+    """The factorization the backward pass will reuse; computed once, in the forward pass."""
+    return _kkt.factor(problem, adjoint_weights(problem, s, lam), reg, refine_steps)
+
+
 def adjoint(problem: Problem, factor: _kkt.KKTFactor, s, lam, g_z, g_lam, g_nu) -> Adjoint:
     """Solve J' d = (g_z, g_lam, g_nu) with the saved factor."""
-    w = lam / s * problem.mask
+    w = adjoint_weights(problem, s, lam)
     r1 = g_z + problem.ineq_t(w * g_lam)
     d_z, d_nu = _kkt.solve(factor, r1, g_nu)
     y = w * (problem.ineq(d_z) - g_lam)

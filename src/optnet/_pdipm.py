@@ -50,7 +50,7 @@ class IPMResult:
     residuals: Residuals
     certificate_dual: torch.Tensor  # (B, m_all + neq) ray (lam, nu) for PRIMAL_INFEASIBLE
     certificate_primal: torch.Tensor  # (B, n) ray z for DUAL_INFEASIBLE
-    factor: _kkt.KKTFactor | None  # at the returned iterate, for the backward pass
+    regularization: torch.Tensor  # (B,) the regularization the factorizations ended with
 
 
 def residuals(problem: Problem, z, s, lam, nu) -> Residuals:
@@ -199,7 +199,7 @@ def _certificates(problem: Problem, z, lam, nu, eps: float):
     return primal_infeasible, dual_infeasible
 
 
-def solve(problem: Problem, options: SolverOptions, want_factor: bool) -> IPMResult:
+def solve(problem: Problem, options: SolverOptions) -> IPMResult:
     """Run the interior-point loop on a validated, batched problem."""
     dtype, device, batch = problem.p.dtype, problem.p.device, problem.batch
     eps_abs, eps_rel = options.tolerances(dtype)
@@ -273,11 +273,10 @@ def solve(problem: Problem, options: SolverOptions, want_factor: bool) -> IPMRes
     cert_dual = cert_dual * (status == QPStatus.PRIMAL_INFEASIBLE).unsqueeze(-1)
     cert_primal = z / inf_norm(z).clamp_min(torch.finfo(dtype).tiny).unsqueeze(-1)
     cert_primal = cert_primal * (status == QPStatus.DUAL_INFEASIBLE).unsqueeze(-1)
-    factor = None
-    if want_factor:
-        factor = _kkt.factor(problem, lam / s * mask, reg * 100.0**bumps, options.refine_steps)
     logger.debug("interior point: %d iterations, status counts %s", k, status.bincount().tolist())
-    return IPMResult(z, s, lam, nu, status, iterations, res, cert_dual, cert_primal, factor)
+    return IPMResult(
+        z, s, lam, nu, status, iterations, res, cert_dual, cert_primal, reg * 100.0**bumps
+    )
 
 
 def _bounds_infeasible(problem: Problem, status: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ class PeerRun:
     """What a peer needs for one benchmark case; ``stats`` is filled by optnet's closure."""
 
     solve: Solve
-    stats: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class Peer:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ class TrainConfig:
     limit: int | None = None
     out: str = "runs/sudoku"
     distributed: bool = False
+    threads: int | None = None  # CPU threads per process; None keeps torch's setting
     show_progress: bool = True
 
     def full_hparams(self, board: int) -> dict[str, Any]:
@@ -80,7 +81,7 @@ def _metric_sums(
     squared = (boards - solutions).pow(2).flatten(1).mean(1).sum()
     strict_wrong = (~strict_correct(boards, puzzles)).sum()
     paper_wrong = (~paper_correct(boards)).sum()
-    count = torch.tensor(boards.shape[0], device=boards.device)
+    count = torch.tensor(boards.shape[0], dtype=torch.float64, device=boards.device)
     return torch.stack([squared.double(), strict_wrong.double(), paper_wrong.double(), count])
 
 
@@ -181,6 +182,8 @@ def train(config: TrainConfig) -> list[dict[str, Any]]:
 
     Returns the per-epoch records (on every rank; the metrics are global).
     """
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
     ctx = _context(config)
     try:
         return _train(config, ctx)
@@ -277,8 +280,3 @@ def _train(config: TrainConfig, ctx: DistributedContext) -> list[dict[str, Any]]
                 record["test_strict_error"], record["test_paper_error"], epoch_time,
             )  # fmt: skip
     return records
-
-
-def config_summary(config: TrainConfig) -> dict[str, Any]:
-    """The config as a JSON-ready dict (for logs and reports)."""
-    return asdict(config)

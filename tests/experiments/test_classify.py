@@ -1,0 +1,98 @@
+"""Tests of the digits classification experiment (data split, models, training, CLI)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+import torch
+
+from optnet.experiments import classify as cl
+
+pytest.importorskip("sklearn")
+
+
+def run_cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    cl.register(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_split_sizes_ranges_and_stratification():
+    split = cl.load_digits_split(0)
+    assert split.train_x.shape == (1437, 64) and split.test_x.shape == (360, 64)
+    assert split.train_x.dtype == torch.float32 and split.train_y.dtype == torch.int64
+    assert split.train_x.min() >= 0 and split.train_x.max() <= 1
+    train_share = torch.bincount(split.train_y, minlength=10) / len(split.train_y)
+    test_share = torch.bincount(split.test_y, minlength=10) / len(split.test_y)
+    assert (train_share - test_share).abs().max() < 0.01
+
+
+def test_split_seeding():
+    a, b, c = cl.load_digits_split(1), cl.load_digits_split(1), cl.load_digits_split(2)
+    assert torch.equal(a.test_x, b.test_x) and torch.equal(a.test_y, b.test_y)
+    assert not torch.equal(a.test_x, c.test_x)
+
+
+@pytest.mark.parametrize("kind", cl.MODEL_KINDS)
+def test_model_outputs_log_probabilities(kind):
+    torch.manual_seed(0)
+    model = cl.DigitClassifier(cl.ClassifierConfig(kind, hidden=32, n_ineq=12))
+    out = model(torch.rand(5, 64))
+    assert out.shape == (5, 10) and out.dtype == torch.float32
+    torch.testing.assert_close(out.exp().sum(-1), torch.ones(5))
+
+
+@pytest.mark.parametrize("kind", cl.MODEL_KINDS)
+def test_one_training_step_lowers_the_loss(kind):
+    torch.manual_seed(0)
+    split = cl.load_digits_split(0)
+    x, y = split.train_x[:32], split.train_y[:32]
+    model = cl.DigitClassifier(cl.ClassifierConfig(kind, hidden=32, n_ineq=12))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def loss():
+        with torch.no_grad():
+            return float(torch.nn.functional.nll_loss(model(x), y))
+
+    before = loss()
+    cl.train_epoch(model, optimizer, x, y, batch_size=32, generator=torch.Generator())
+    assert loss() < before
+
+
+def test_optnet_checkpoint_round_trip(tmp_path):
+    torch.manual_seed(0)
+    config = cl.ClassifierConfig("optnet", hidden=16, n_ineq=8)
+    model = cl.DigitClassifier(config)
+    cl.save_checkpoint(tmp_path / "m.pt", model, config, {"seed": 0})
+    loaded, loaded_config, ckpt = cl.load_checkpoint(tmp_path / "m.pt")
+    assert loaded_config == config and ckpt["seed"] == 0
+    x = torch.rand(4, 64)
+    torch.testing.assert_close(loaded(x), model(x))
+
+
+def test_summarize():
+    results = [{"seed": s, "test_error": e} for s, e in [(0, 0.1), (1, 0.2), (2, 0.3)]]
+    summary = cl.summarize(results)
+    assert summary["test_error_mean"] == pytest.approx(0.2)
+    assert summary["test_error_std"] == pytest.approx(0.1)  # sample std
+    assert summary["seeds"] == [0, 1, 2]
+
+
+def test_cli_train_seeds_then_eval_json(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["classify", "train", "--model", "fc", "--seeds", "0", "1", "--epochs", "2"]
+    assert run_cli([*argv, "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["seeds"] == [0, 1] and len(summary["test_errors"]) == 2
+    history = [
+        json.loads(line) for line in (out / "seed1" / "history.jsonl").read_text().splitlines()
+    ]
+    assert [r["epoch"] for r in history] == [1, 2]
+    capsys.readouterr()
+    ckpt = out / "seed1" / "model.pt"
+    assert run_cli(["classify", "eval", "--checkpoint", str(ckpt), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result == {"test_error": history[-1]["test_error"], "n": 360, "model": "fc", "seed": 1}
