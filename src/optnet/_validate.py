@@ -58,7 +58,9 @@ def validate_inputs(**arrays: torch.Tensor | None) -> ProblemShape:
                 f"all inputs must be on one device: p is on {device} but {name} is on {x.device}"
             )
 
-    sizes = {"n": present["p"].shape[-1] if present["p"].dim() else None}
+    if present["p"].dim() not in (1, 2):
+        raise ValueError(f"p must have shape (n,) or (B, n), got {tuple(present['p'].shape)}")
+    sizes = {"n": present["p"].shape[-1]}
     if "G" in present:
         sizes["m"] = present["G"].shape[-2] if present["G"].dim() >= 2 else None
     if "A" in present:
@@ -68,10 +70,11 @@ def validate_inputs(**arrays: torch.Tensor | None) -> ProblemShape:
         expected = tuple(sizes.get(letter) for letter in _LAYOUT[name])
         core = tuple(x.shape[x.dim() - len(expected) :]) if x.dim() >= len(expected) else None
         if x.dim() not in (len(expected), len(expected) + 1) or core != expected:
-            letters = ", ".join(_LAYOUT[name])
+            letters = ", ".join(_LAYOUT[name]) + ("," if len(expected) == 1 else "")
+            values = ", ".join(map(str, expected)) + ("," if len(expected) == 1 else "")
             raise ValueError(
-                f"{name} must have shape ({letters}) or (B, {letters}) = {expected} or "
-                f"(B, *{expected}), got {tuple(x.shape)}"
+                f"{name} must have shape ({letters}) = ({values}) or (B, {letters.rstrip(',')}) "
+                f"= (B, {values.rstrip(',')}), got {tuple(x.shape)}"
             )
         if x.dim() == len(expected) + 1:
             if batch is not None and x.shape[0] != batch:

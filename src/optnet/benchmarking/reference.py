@@ -103,8 +103,12 @@ def clarabel_reference(qp: QPBatch, count: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(out))
 
 
-def relative_error(x: torch.Tensor, reference: torch.Tensor) -> float:
-    """max over the batch of ``||x - ref||_inf / (1 + ||ref||_inf)`` (x cast to float64)."""
+def relative_errors(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Per problem ``||x - ref||_inf / (1 + ||ref||_inf)``, shape ``(B,)`` (x cast to float64)."""
     x = x.detach().to("cpu", torch.float64)
-    err = (x - reference).abs().amax(-1) / (1.0 + reference.abs().amax(-1))
-    return float(err.max())
+    return (x - reference).abs().amax(-1) / (1.0 + reference.abs().amax(-1))
+
+
+def relative_error(x: torch.Tensor, reference: torch.Tensor) -> float:
+    """The worst ``relative_errors`` over the batch."""
+    return float(relative_errors(x, reference).max())

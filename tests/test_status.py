@@ -1,0 +1,94 @@
+"""Every status is reachable, carries a message, and raise_for_status names the failures."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import optnet
+from optnet import QPSolveError, QPStatus
+
+d = torch.float64
+
+
+def test_status_messages_are_actionable():
+    for status in QPStatus:
+        assert len(status.message) > 20
+    assert "max_iter" in QPStatus.MAX_ITER.message
+    assert "inconsistent" in QPStatus.PRIMAL_INFEASIBLE.message
+
+
+def test_solved_and_raise_for_status_passes():
+    sol = optnet.solve_qp(torch.eye(2, dtype=d), torch.ones(2, dtype=d))
+    assert int(sol.status) == QPStatus.SOLVED
+    assert sol.raise_for_status() is sol
+    assert torch.allclose(sol.z, -torch.ones(2, dtype=d))
+
+
+def test_max_iter():
+    G = torch.randn(30, 10, dtype=d)
+    sol = optnet.solve_qp(
+        torch.eye(10, dtype=d), torch.randn(10, dtype=d), G, torch.ones(30, dtype=d),
+        options=optnet.SolverOptions(max_iter=1),
+    )  # fmt: skip
+    assert int(sol.status) == QPStatus.MAX_ITER
+    assert int(sol.iterations) == 1
+
+
+def test_primal_infeasible_with_certificate():
+    # z1 <= -1 and z1 >= 1
+    G = torch.tensor([[1.0, 0.0], [-1.0, 0.0]], dtype=d)
+    h = torch.tensor([-1.0, -1.0], dtype=d)
+    sol = optnet.solve_qp(torch.eye(2, dtype=d), torch.zeros(2, dtype=d), G, h)
+    assert int(sol.status) == QPStatus.PRIMAL_INFEASIBLE
+    lam = sol.certificate.lam
+    assert (lam >= 0).all()
+    assert float((G.T @ lam).abs().max()) < 1e-6
+    assert float(h @ lam) < 0
+    assert torch.isfinite(sol.z).all()
+
+
+def test_inconsistent_equalities_are_primal_infeasible():
+    A = torch.tensor([[1.0, 1.0], [1.0, 1.0]], dtype=d)
+    b = torch.tensor([1.0, 2.0], dtype=d)
+    sol = optnet.solve_qp(torch.eye(2, dtype=d), torch.zeros(2, dtype=d), A=A, b=b)
+    assert int(sol.status) == QPStatus.PRIMAL_INFEASIBLE
+    nu = sol.certificate.nu
+    assert float((A.T @ nu).abs().max()) < 1e-6 and float(b @ nu) < 0
+
+
+def test_crossed_bounds_are_primal_infeasible():
+    sol = optnet.solve_qp(
+        torch.eye(2, dtype=d), torch.zeros(2, dtype=d),
+        lb=torch.tensor([0.0, 2.0], dtype=d), ub=torch.tensor([1.0, 1.0], dtype=d),
+    )  # fmt: skip
+    assert int(sol.status) == QPStatus.PRIMAL_INFEASIBLE
+
+
+def test_dual_infeasible_with_certificate():
+    # min -z1 s.t. z >= 0 : unbounded along z1.
+    Q = torch.zeros(2, 2, dtype=d)
+    p = torch.tensor([-1.0, 0.0], dtype=d)
+    sol = optnet.solve_qp(Q, p, -torch.eye(2, dtype=d), torch.zeros(2, dtype=d))
+    assert int(sol.status) == QPStatus.DUAL_INFEASIBLE
+    ray = sol.certificate.z
+    assert float(p @ ray) < 0 and (ray >= -1e-8).all()
+
+
+def test_nonconvex_Q_is_a_numerical_error_not_a_crash():
+    sol = optnet.solve_qp(
+        -torch.eye(2, dtype=d), torch.zeros(2, dtype=d), torch.eye(2, dtype=d), torch.ones(2, dtype=d)
+    )
+    assert int(sol.status) == QPStatus.NUMERICAL_ERROR
+    assert all(torch.isfinite(x).all() for x in (sol.z, sol.lam, sol.s))
+
+
+def test_mixed_batch_statuses_and_error_message():
+    G = torch.tensor([[[1.0, 0.0], [-1.0, 0.0]]], dtype=d).expand(3, 2, 2)
+    h = torch.tensor([[1.0, 1.0], [-1.0, -1.0], [2.0, 2.0]], dtype=d)
+    sol = optnet.solve_qp(torch.eye(2, dtype=d), torch.zeros(2, dtype=d), G, h)
+    assert sol.status.tolist() == [QPStatus.SOLVED, QPStatus.PRIMAL_INFEASIBLE, QPStatus.SOLVED]
+    assert sol.solved.tolist() == [True, False, True]
+    with pytest.raises(QPSolveError, match=r"1 of 3 problem\(s\) at batch index \[1\]: PRIMAL_INF"):
+        sol.raise_for_status()
+    assert all(torch.isfinite(x).all() for x in (sol.z, sol.lam, sol.s))
