@@ -107,7 +107,7 @@ def test_speed_benchmark_records_optnet_accuracy_and_times():
 
 
 def test_speed_benchmark_skips_over_the_cap_and_extrapolates():
-    cases = (Case(torch.float64, 6, 6, 0, 1), Case(torch.float64, 6, 6, 0, 10**6))
+    cases = (Case(torch.float64, 6, 6, 0, 32), Case(torch.float64, 6, 6, 0, 10**6))
     # a cap of 0 s: the first case is skipped after its warm-up, the second by prediction
     first, second = SpeedBenchmark(_config(cases=cases, cap_s=0.0)).records()
     assert first["skipped"].startswith("warm-up") and first["cold_forward_backward_s"] > 0

@@ -16,22 +16,16 @@ class QPFunction(torch.autograd.Function):
     """Batched QP solve; differentiable in all eight inputs through z, lam, nu, lam_lb, lam_ub.
 
     Outputs: (z, lam, nu, s, lam_lb, lam_ub, status, iterations, primal_residual,
-    dual_residual, duality_gap, certificate_dual, certificate_primal, factor); the first six are
-    batched tensors or None, the factor is the saved KKT factorization (or None).
+    dual_residual, duality_gap, certificate_dual, certificate_primal, internals); the first six
+    are batched tensors or None; internals carries the problem and raw iterates to setup_context.
     """
 
     @staticmethod
     def forward(Q, p, G, h, A, b, lb, ub, options, batch):
         inputs = (Q, p, G, h, A, b, lb, ub)
-        want_factor = any(x is not None and x.requires_grad for x in inputs)
         dtype = options.compute_dtype or p.dtype
         problem = Problem.from_inputs(*(None if x is None else x.to(dtype) for x in inputs), batch)
         r = _pdipm.solve(problem, options)
-        factor = None
-        if want_factor:
-            factor = _implicit.factor_at_solution(
-                problem, r.s, r.lam, r.regularization, options.refine_steps
-            )
         lam_g, lam_lb, lam_ub = problem.split_rows(r.lam)
         s_g = problem.split_rows(r.s)[0]
         res = r.residuals
@@ -43,17 +37,23 @@ class QPFunction(torch.autograd.Function):
             *map(out, (r.z, lam_g, r.nu, s_g, lam_lb, lam_ub)),
             r.status, r.iterations, *map(out, (res.primal, res.dual, res.gap)),
             *map(out, (r.certificate_dual, r.certificate_primal)),
-            (problem, factor, r.s, r.lam, r.z, r.nu),
+            (problem, r),
         )  # fmt: skip
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        problem, factor, s_all, lam_all, z, nu = output[-1]
-        ctx.problem, ctx.factor = problem, factor
+        problem, r = output[-1]
+        ctx.problem, ctx.factor = problem, None
+        if any(ctx.needs_input_grad[:8]):
+            # Factor once at the solution; backward reuses it (and factors nothing itself).
+            with torch.no_grad():
+                ctx.factor = _implicit.factor_at_solution(
+                    problem, r.s, r.lam, r.regularization, inputs[8].refine_steps
+                )
         ctx.input_dims = [None if x is None else x.dim() for x in inputs[:8]]
         ctx.input_dtype = inputs[1].dtype
         # The solver's own iterates (in the compute dtype), not the cast outputs.
-        ctx.save_for_backward(z, nu, s_all, lam_all)
+        ctx.save_for_backward(r.z, r.nu, r.s, r.lam)
         ctx.set_materialize_grads(False)
         # Differentiable: z, lam, nu, lam_lb, lam_ub. Not: s and everything after lam_ub.
         ctx.mark_non_differentiable(

@@ -34,7 +34,9 @@ class SPDFactor:
         vector = rhs.dim() == self.d.dim()
         r = rhs.unsqueeze(-1) if vector else rhs
         d = self.d.unsqueeze(-1)
-        x = torch.cholesky_solve(r / d, self.L) / d
+        # Two triangular solves rather than cholesky_solve: they can be captured in CUDA graphs.
+        y = torch.linalg.solve_triangular(self.L, r / d, upper=False)
+        x = torch.linalg.solve_triangular(self.L.mT, y, upper=True) / d
         return x.squeeze(-1) if vector else x
 
 

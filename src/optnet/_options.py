@@ -34,6 +34,8 @@ class SolverOptions:
         compute_dtype: dtype of the solver's arithmetic; ``None`` uses the inputs' dtype.
             ``torch.float64`` with float32 inputs gives float64 accuracy (and tolerances) at
             float64 cost; outputs and gradients keep the inputs' dtype.
+        cuda_graphs: on CUDA, capture ``check_every`` iterations in a CUDA graph (cached per
+            problem shape) and replay it, removing the per-kernel launch cost of small problems.
 
     Example:
         >>> SolverOptions(eps_abs=1e-10, max_iter=100)
@@ -49,6 +51,7 @@ class SolverOptions:
     equilibrate: bool = False
     ruiz_iters: int = 10
     compute_dtype: torch.dtype | None = None
+    cuda_graphs: bool = True
 
     def __post_init__(self):
         for name in ("eps_abs", "eps_rel"):

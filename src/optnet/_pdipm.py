@@ -59,7 +59,7 @@ def residuals(problem: Problem, z, s, lam, nu) -> Residuals:
     Qz = Qz.squeeze(-1)
     Ct_lam = problem.ineq_t(lam)
     r_dual = Qz + problem.p + Ct_lam
-    h_all = problem.h_all()
+    h_all = problem.h_all
     Cz = problem.ineq(z)
     r_ineq = (Cz + s - h_all) * mask
     violation = inf_norm(((Cz - h_all) * mask).clamp_min(0))
@@ -142,7 +142,7 @@ def initial_point(problem: Problem, reg: torch.Tensor, refine_steps: int):
     """
     mask = problem.mask
     batch = problem.batch
-    h_all = problem.h_all().expand(batch, -1)
+    h_all = problem.h_all.expand(batch, -1)
     f = _kkt.factor(problem, mask.expand(batch, -1), reg, refine_steps)
     r2 = None if not problem.has_eq else problem.b.expand(batch, -1)
     z, nu = _kkt.solve(f, -problem.p + problem.ineq_t(h_all * mask), r2)
@@ -175,7 +175,7 @@ def _certificates(problem: Problem, z, lam, nu, eps: float):
     (scaled by the data). Dual: d = z / ||z||_inf with Qd ~ 0, Ad ~ 0, Cd <= ~0 and p'd < -eps.
     """
     mask = problem.mask
-    h_all = problem.h_all() * mask
+    h_all = problem.h_all * mask
     t = inf_norm(lam)
     Aty = problem.ineq_t(lam)
     hy = dot(h_all, lam)
@@ -199,52 +199,81 @@ def _certificates(problem: Problem, z, lam, nu, eps: float):
     return primal_infeasible, dual_infeasible
 
 
-def solve(problem: Problem, options: SolverOptions) -> IPMResult:
-    """Run the interior-point loop on a validated, batched problem."""
-    dtype, device, batch = problem.p.dtype, problem.p.device, problem.batch
-    eps_abs, eps_rel = options.tolerances(dtype)
-    mask = problem.mask.expand(batch, -1)
-    reg = torch.full((batch,), options.regularization, dtype=dtype, device=device)
-    z, s, lam, nu = initial_point(problem, reg, options.refine_steps)
-    status = torch.full((batch,), _RUNNING, dtype=torch.int64, device=device)
-    status = _bounds_infeasible(problem, status)
-    iterations = torch.zeros(batch, dtype=torch.int64, device=device)
-    bumps = torch.zeros(batch, dtype=torch.int64, device=device)
-    check_period = options.host_check_period(device)
-    refine = options.refine_steps
+@dataclass(frozen=True)
+class IPMState:
+    """Everything one iteration reads and writes; all tensors, so a chunk can be graph-captured."""
 
-    for k in range(options.max_iter + 1):
-        res = residuals(problem, z, s, lam, nu)
-        running = status == _RUNNING
-        gap_tolerance = eps_abs + eps_rel * res.gap_scale
+    z: torch.Tensor
+    s: torch.Tensor
+    lam: torch.Tensor
+    nu: torch.Tensor | None
+    status: torch.Tensor  # (B,) int64: _RUNNING or a final QPStatus
+    iterations: torch.Tensor  # (B,) int64
+    bumps: torch.Tensor  # (B,) int64: times the regularization was raised after a failed factor
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [x for x in (self.z, self.s, self.lam, self.nu) if x is not None] + [
+            self.status, self.iterations, self.bumps,
+        ]  # fmt: skip
+
+    def replace_tensors(self, tensors: list[torch.Tensor]) -> IPMState:
+        it = iter(tensors)
+        z, s, lam = next(it), next(it), next(it)
+        nu = None if self.nu is None else next(it)
+        return IPMState(z, s, lam, nu, next(it), next(it), next(it))
+
+
+class Iteration:
+    """One interior-point iteration as a pure function of (problem, state); no host syncs."""
+
+    def __init__(self, problem: Problem, options: SolverOptions):
+        self.problem = problem
+        self.options = options
+        dtype = problem.p.dtype
+        self.eps_abs, self.eps_rel = options.tolerances(dtype)
+        self.tiny = torch.finfo(dtype).tiny
+        self.mask = problem.mask.expand(problem.batch, -1)
+        self.count = self.mask.sum(-1).clamp_min(1)
+
+    def assess(self, state: IPMState, res: Residuals, check_certificates: bool):
+        """Update statuses from the residuals; returns (status, running, gap tolerance)."""
+        status, running = state.status, state.status == _RUNNING
+        gap_tolerance = self.eps_abs + self.eps_rel * res.gap_scale
         converged = (
-            (res.primal <= eps_abs + eps_rel * res.primal_scale)
-            & (res.dual <= eps_abs + eps_rel * res.dual_scale)
+            (res.primal <= self.eps_abs + self.eps_rel * res.primal_scale)
+            & (res.dual <= self.eps_abs + self.eps_rel * res.dual_scale)
             & (res.gap <= gap_tolerance)
         )
-        p_inf, d_inf = _certificates(problem, z, lam, nu, options.eps_infeasible)
-        status = torch.where(running & d_inf, int(QPStatus.DUAL_INFEASIBLE), status)
-        status = torch.where(running & p_inf, int(QPStatus.PRIMAL_INFEASIBLE), status)
+        if check_certificates:
+            p_inf, d_inf = _certificates(
+                self.problem, state.z, state.lam, state.nu, self.options.eps_infeasible
+            )
+            status = torch.where(running & d_inf, int(QPStatus.DUAL_INFEASIBLE), status)
+            status = torch.where(running & p_inf, int(QPStatus.PRIMAL_INFEASIBLE), status)
         status = torch.where(running & converged, int(QPStatus.SOLVED), status)
-        status = torch.where(bumps > _MAX_REG_BUMPS, int(QPStatus.NUMERICAL_ERROR), status)
-        running = status == _RUNNING
-        if k == options.max_iter or (k % check_period == 0 and not bool(running.any())):
-            break
+        status = torch.where(state.bumps > _MAX_REG_BUMPS, int(QPStatus.NUMERICAL_ERROR), status)
+        running = (status == _RUNNING) & (state.iterations < self.options.max_iter)
+        return status, running, gap_tolerance
 
-        f = _kkt.factor(problem, lam / s * mask, reg * 100.0**bumps, options.refine_steps)
-        # predictor (affine scaling) step
-        dz, ds, dlam, dnu = _direction(problem, f, res, s, lam, s * lam, refine)
+    def __call__(self, state: IPMState, check_certificates: bool) -> IPMState:
+        problem, mask, count = self.problem, self.mask, self.count
+        z, s, lam, nu = state.z, state.s, state.lam, state.nu
+        res = residuals(problem, z, s, lam, nu)
+        status, running, gap_tolerance = self.assess(state, res, check_certificates)
+
+        reg = self.options.regularization * 100.0**state.bumps
+        f = _kkt.factor(problem, lam / s * mask, reg, self.options.refine_steps)
+        # Predictor (affine-scaling) direction: used only to choose the centering, so unrefined.
+        dz, ds, dlam, dnu = _direction(problem, f, res, s, lam, s * lam, 0)
         alpha = torch.minimum(_max_step(s, ds, mask), _max_step(lam, dlam, mask))
         a = alpha.unsqueeze(-1)
-        count = mask.sum(-1).clamp_min(1)
         mu_aff = dot((s + a * ds) * mask, lam + a * dlam) / count
-        sigma = (mu_aff / res.mu.clamp_min(torch.finfo(dtype).tiny)).clamp(0, 1) ** 3
-        # corrector step with Mehrotra's second-order term
-        # Aim no lower than the complementarity the gap tolerance needs: driving slacks to
-        # round-off level only makes the Newton matrix needlessly ill-conditioned.
+        sigma = (mu_aff / res.mu.clamp_min(self.tiny)).clamp(0, 1) ** 3
+        # Corrector with Mehrotra's second-order term. Aim no lower than the complementarity
+        # the gap tolerance needs: slacks at round-off level only make the matrix ill-conditioned.
         mu_target = torch.maximum(sigma * res.mu, 0.1 * gap_tolerance / count)
         r_comp = (s * lam + ds * dlam - mu_target.unsqueeze(-1)) * mask
-        dz, ds, dlam, dnu = _direction(problem, f, res, s, lam, r_comp, refine)
+        dz, ds, dlam, dnu = _direction(problem, f, res, s, lam, r_comp, self.options.refine_steps)
         alpha = torch.minimum(_max_step(s, ds, mask), _max_step(lam, dlam, mask))
         alpha = (_STEP_FRACTION * alpha).clamp(max=1.0)
 
@@ -259,24 +288,71 @@ def solve(problem: Problem, options: SolverOptions) -> IPMResult:
         status = torch.where(running & ~finite, int(QPStatus.NUMERICAL_ERROR), status)
         keep = (move & finite).unsqueeze(-1)
         z = torch.where(keep, z_new, z)
-        s = torch.where(keep, s_new.clamp_min(torch.finfo(dtype).tiny), s)
-        s = torch.where(mask > 0, s, torch.ones_like(s))
+        s = torch.where(keep & (mask > 0), s_new.clamp_min(self.tiny), s)
         lam = torch.where(keep, lam_new.clamp_min(0), lam)
         if nu is not None:
             nu = torch.where(keep, nu_new, nu)
-        bumps = bumps + (running & ~f.ok).long()
-        iterations = iterations + running.long()
+        return IPMState(
+            z, s, lam, nu, status,
+            state.iterations + running.long(),
+            state.bumps + (running & ~f.ok).long(),
+        )  # fmt: skip
 
+    def running(self, state: IPMState) -> torch.Tensor:
+        return (state.status == _RUNNING) & (state.iterations < self.options.max_iter)
+
+
+def initial_state(problem: Problem, options: SolverOptions) -> IPMState:
+    batch, device = problem.batch, problem.p.device
+    reg = torch.full((batch,), options.regularization, dtype=problem.p.dtype, device=device)
+    z, s, lam, nu = initial_point(problem, reg, options.refine_steps)
+    status = torch.full((batch,), _RUNNING, dtype=torch.int64, device=device)
+    status = _bounds_infeasible(problem, status)
+    zeros = torch.zeros(batch, dtype=torch.int64, device=device)
+    return IPMState(z, s, lam, nu, status, zeros, zeros.clone())
+
+
+def run_eager(iteration: Iteration, state: IPMState, check_period: int) -> IPMState:
+    for k in range(iteration.options.max_iter):
+        state = iteration(state, check_certificates=k % check_period == 0)
+        if (k + 1) % check_period == 0 and not bool(iteration.running(state).any()):
+            break
+    return state
+
+
+def solve(problem: Problem, options: SolverOptions) -> IPMResult:
+    """Run the interior-point loop on a validated, batched problem."""
+    check_period = options.host_check_period(problem.p.device)
+    state = initial_state(problem, options)
+    if problem.p.device.type == "cuda" and options.cuda_graphs:
+        from ._cuda_graph import run_captured
+
+        state = run_captured(problem, options, state, check_period)
+    else:
+        state = run_eager(Iteration(problem, options), state, check_period)
+    return finish(problem, options, state)
+
+
+def finish(problem: Problem, options: SolverOptions, state: IPMState) -> IPMResult:
+    """Final assessment of the last iterate, statuses, certificates."""
+    iteration = Iteration(problem, options)
+    res = residuals(problem, state.z, state.s, state.lam, state.nu)
+    status, _, _ = iteration.assess(state, res, check_certificates=True)
     status = torch.where(status == _RUNNING, int(QPStatus.MAX_ITER), status)
+    tiny = iteration.tiny
+    z, lam, nu = state.z, state.lam, state.nu
     cert_dual = torch.cat([lam] + ([nu] if nu is not None else []), -1)
-    cert_dual = cert_dual / inf_norm(cert_dual).clamp_min(torch.finfo(dtype).tiny).unsqueeze(-1)
+    cert_dual = cert_dual / inf_norm(cert_dual).clamp_min(tiny).unsqueeze(-1)
     cert_dual = cert_dual * (status == QPStatus.PRIMAL_INFEASIBLE).unsqueeze(-1)
-    cert_primal = z / inf_norm(z).clamp_min(torch.finfo(dtype).tiny).unsqueeze(-1)
+    cert_primal = z / inf_norm(z).clamp_min(tiny).unsqueeze(-1)
     cert_primal = cert_primal * (status == QPStatus.DUAL_INFEASIBLE).unsqueeze(-1)
-    logger.debug("interior point: %d iterations, status counts %s", k, status.bincount().tolist())
+    reg = options.regularization * 100.0**state.bumps
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug("interior point: statuses %s", status.bincount().tolist())
     return IPMResult(
-        z, s, lam, nu, status, iterations, res, cert_dual, cert_primal, reg * 100.0**bumps
-    )
+        z, state.s, lam, nu, status, state.iterations, res, cert_dual, cert_primal,
+        reg.to(z.dtype),
+    )  # fmt: skip
 
 
 def _bounds_infeasible(problem: Problem, status: torch.Tensor) -> torch.Tensor:

@@ -32,6 +32,19 @@ def inf_norm(x: torch.Tensor) -> torch.Tensor:
     return x.abs().amax(-1)
 
 
+def _neg(x):
+    return None if x is None else -x
+
+
+def _stack(parts, like: torch.Tensor) -> torch.Tensor:
+    """Concatenate the present row blocks, broadcasting their leading (batch) dimensions."""
+    parts = [x for x in parts if x is not None]
+    if not parts:
+        return like.new_zeros(1, 0)
+    lead = max(x.shape[0] for x in parts)
+    return torch.cat([x.expand(lead, -1) for x in parts], dim=-1)
+
+
 @dataclass(frozen=True)
 class Problem:
     Q: torch.Tensor  # (B|1, n, n)
@@ -43,6 +56,7 @@ class Problem:
     lb: torch.Tensor | None  # (B|1, n), infinite entries replaced by 0
     ub: torch.Tensor | None
     mask: torch.Tensor  # (B|1, m_all) 1.0 for rows that exist, 0.0 for infinite rhs
+    h_all: torch.Tensor  # (B|1, m_all) [h; -lb; ub], 0 on masked rows
     batch: int
 
     @classmethod
@@ -63,12 +77,7 @@ class Problem:
             else:
                 finite_rhs.append(None)
         h, lb, ub = finite_rhs
-        if masks:
-            lead = max(mk.shape[0] for mk in masks)
-            mask = torch.cat([mk.expand(lead, -1) for mk in masks], dim=-1)
-        else:
-            mask = p.new_zeros(1, 0)
-        return cls(Q, p, G, h, A, b, lb, ub, mask, batch)
+        return cls(Q, p, G, h, A, b, lb, ub, _stack(masks, p), _stack([h, _neg(lb), ub], p), batch)
 
     @property
     def n(self) -> int:
@@ -81,13 +90,6 @@ class Problem:
     @property
     def has_eq(self) -> bool:
         return self.A is not None and self.A.shape[-2] > 0
-
-    def h_all(self) -> torch.Tensor:
-        parts = [x for x in (self.h, None if self.lb is None else -self.lb, self.ub) if x is not None]
-        if not parts:
-            return self.p.new_zeros(1, 0)
-        lead = max(x.shape[0] for x in parts)
-        return torch.cat([x.expand(lead, -1) for x in parts], dim=-1)
 
     def split_rows(self, rows: torch.Tensor):
         """Split a stacked ``(B, m_all)`` tensor into its (G, lb, ub) parts (None if absent)."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-
 import pytest
 import torch
 import torch.distributed as dist
@@ -15,22 +13,28 @@ from optnet.experiments.sudoku_models import build_model
 
 
 def run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="optnet")
-    sudoku.register(parser.add_subparsers(required=True))
-    args = parser.parse_args(["sudoku", *argv])
-    return args.func(args)
+    return sudoku.main(argv)
 
 
 def test_shards_cover_the_global_batch():
     batch = torch.arange(17)
-    shards = [DistributedContext(r, 2, torch.device("cpu"), active=True).shard(batch) for r in (0, 1)]
+    shards = [
+        DistributedContext(r, 2, torch.device("cpu"), active=True).shard(batch) for r in (0, 1)
+    ]
     assert [len(s) for s in shards] == [9, 8]
     assert torch.equal(torch.cat(shards), batch)
     assert torch.equal(DistributedContext(0, 1, torch.device("cpu")).shard(batch), batch)
 
 
+@pytest.fixture
+def restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="no gloo")
-def test_two_process_step_equals_single_process_step(tmp_path):
+def test_two_process_step_equals_single_process_step(tmp_path, restore_threads):
     # 19 puzzles: 17 train (one global batch, shards of 9 and 8) and 2 test.
     save_sudoku(generate_sudoku(2, 19, seed=11), tmp_path / "data")
     common = ["train", "--model", "optnet", "--dtype", "float64", "--epochs", "1"]
@@ -38,7 +42,8 @@ def test_two_process_step_equals_single_process_step(tmp_path):
     # (Adam's first step is about lr * sign(gradient) and would hide a scale error).
     common += ["--batch-size", "17", "--optimizer", "sgd", "--lr", "2.0"]
     common += ["--data", str(tmp_path / "data")]
-    assert run([*common, "--out", str(tmp_path / "single")]) == 0
+    # One thread in this process, like each of the two spawned processes on 2 cores.
+    assert run([*common, "--out", str(tmp_path / "single"), "--threads", "1"]) == 0
     assert run([*common, "--out", str(tmp_path / "ddp"), "--distributed", "--nproc", "2"]) == 0
 
     def trained_A(folder):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
@@ -14,10 +13,7 @@ from optnet.experiments.sudoku_data import load_sudoku
 
 
 def run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="optnet")
-    sudoku.register(parser.add_subparsers(required=True))
-    args = parser.parse_args(["sudoku", *argv])
-    return args.func(args)
+    return sudoku.main(argv)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +29,9 @@ def test_generate_writes_the_data_format(tiny_dir):
     assert json.loads((tiny_dir / "meta.json").read_text())["seed"] == 5
 
 
-@pytest.mark.parametrize("model, extra", [("optnet", []), ("conv", ["--depth", "1", "--width", "4"])])
+@pytest.mark.parametrize(
+    "model, extra", [("optnet", []), ("conv", ["--depth", "1", "--width", "4"])]
+)
 def test_train_then_eval(model, extra, tiny_dir, tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["train", "--model", model, "--epochs", "2", "--batch-size", "12"]

@@ -32,6 +32,9 @@ class Peer:
     name: str = ""
     modules: tuple[str, ...] = ()
     cpu_only: bool = False
+    # True for peers that loop over the batch one problem at a time: their time grows
+    # linearly in B from B = 1 on, which lets the benchmark predict (and skip) slow cases.
+    serial_over_batch: bool = False
 
     def unavailable_reason(self, device: torch.device, dtype: torch.dtype) -> str | None:
         """Why this peer cannot run here, or None."""
@@ -91,6 +94,7 @@ class QPLayerPeer(Peer):
     name = "qplayer"
     modules = ("proxsuite",)
     cpu_only = True
+    serial_over_batch = True
 
     def prepare(self, qp: QPBatch, eps: float) -> PeerRun:
         from proxsuite.torch.qplayer import QPFunction
@@ -112,6 +116,7 @@ class CvxpyLayersPeer(Peer):
     name = "cvxpylayers"
     modules = ("cvxpylayers", "cvxpy", "diffcp")
     cpu_only = True
+    serial_over_batch = True
 
     def prepare(self, qp: QPBatch, eps: float) -> PeerRun:
         import cvxpy as cp

@@ -29,6 +29,7 @@ from .problems import QPBatch, random_feasible_qp
 logger = logging.getLogger("optnet")
 
 _DEFAULT_EPS = {torch.float64: 1e-8, torch.float32: 1e-5}
+_MIN_BATCH_TO_EXTRAPOLATE = 32
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,8 @@ class SpeedConfig:
 
     ``eps`` None picks 1e-8 (float64) / 1e-5 (float32) for every solver. ``cap_s`` bounds the
     time spent on one (solver, case): a case whose forward+backward is predicted (linearly in B
-    from the same solver's previous batch) or measured (warm-up) above it is skipped, with the
-    reason recorded, and repeats are cut so that they fit in it.
+    from the same solver's previous batch, see ``Peer.serial_over_batch``) or measured (warm-up)
+    above it is skipped, with the reason recorded, and repeats are cut so that they fit in it.
     """
 
     device: torch.device
@@ -153,10 +154,12 @@ class SpeedBenchmark:
         if reason is None and config.budget_s is not None and elapsed > config.budget_s:
             reason = f"run budget of {config.budget_s:g} s exhausted"
         previous = self._last_timed.get((name, case.dtype, case.n))
+        # Batched solvers' small-B times are mostly fixed overhead: extrapolate only from B >= 32.
         if reason is None and previous is not None:
-            predicted = previous[1] * case.batch / previous[0]
-            if predicted > config.cap_s:
-                reason = f"predicted fwd+bwd {predicted:.1f} s > cap {config.cap_s:g} s"
+            if self.peers[name].serial_over_batch or previous[0] >= _MIN_BATCH_TO_EXTRAPOLATE:
+                predicted = previous[1] * case.batch / previous[0]
+                if predicted > config.cap_s:
+                    reason = f"predicted fwd+bwd {predicted:.1f} s > cap {config.cap_s:g} s"
         if reason is not None:
             record["skipped"] = reason
             return record

@@ -13,12 +13,13 @@ import argparse
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-from ._common import progress, resolve_device
+from ._common import progress, read_json_lines, resolve_device
 from .distributed import launched_by_torchrun, spawn_local
 from .sudoku_data import DEFAULT_DATA, DEFAULT_GIVENS, generate_sudoku, load_sudoku, save_sudoku
 from .sudoku_data import split as split_data
@@ -46,6 +47,16 @@ def register(subparsers) -> None:
     _add_train(commands)
     _add_eval(commands)
     _add_demo(commands)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m optnet.experiments.sudoku ARGS`` runs ``optnet sudoku ARGS`` (torchrun too)."""
+    parser = argparse.ArgumentParser(prog="optnet")
+    register(parser.add_subparsers(required=True))
+    args = parser.parse_args(["sudoku", *(sys.argv[1:] if argv is None else argv)])
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    return int(args.func(args) or 0)
 
 
 # ------------------------------------------------------------------------------- generate
@@ -156,6 +167,7 @@ def run_train(args: argparse.Namespace) -> int:
         if nproc < 1:
             raise SystemExit("--distributed found no device to run on; pass --nproc")
         spawn_local(train, config, nproc)
+        _print_final(read_json_lines(RunPaths.for_run(config.out, config.model).log))
     elif not config.distributed and args.nproc is not None:
         raise SystemExit("--nproc needs --distributed")
     else:
@@ -279,3 +291,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"\nerror curves: {paths.plot}\ncheckpoint: {paths.checkpoint}")
     print(f"demo finished in {time.perf_counter() - start:.0f} s")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

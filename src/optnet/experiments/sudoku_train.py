@@ -161,6 +161,22 @@ def _make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
     raise ValueError(f"optimizer must be 'adam' or 'sgd', got {name!r}")
 
 
+def _progress(batches, *, desc: str, total: int):
+    try:
+        return progress(batches, desc=desc, total=total)
+    except ImportError:  # tqdm is an optional (experiments) dependency
+        return iter(batches)
+
+
+def _plot(records: list[dict[str, Any]], path: Path, title: str) -> None:
+    keys = ["train_strict_error", "test_strict_error", "test_paper_error"]
+    try:
+        plot_curves(records, keys, path, title=title, ylabel="error (fraction of boards)")
+    except ImportError:  # matplotlib is an optional (experiments) dependency
+        if records[-1]["epoch"] == 1:
+            logger.warning("matplotlib is not installed: no plot of the error curves")
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -225,7 +241,7 @@ def _train(config: TrainConfig, ctx: DistributedContext) -> list[dict[str, Any]]
         order = torch.randperm(len(train_set), generator=order_rng)
         batches = order.split(config.batch_size)
         if ctx.is_main and config.show_progress:
-            batches = progress(batches, desc=f"epoch {epoch}/{config.epochs}", total=n_batches)
+            batches = _progress(batches, desc=f"epoch {epoch}/{config.epochs}", total=n_batches)
         trained.train()
         sums = torch.zeros(4, dtype=torch.float64, device=ctx.device)
         _sync(ctx.device)
@@ -265,14 +281,9 @@ def _train(config: TrainConfig, ctx: DistributedContext) -> list[dict[str, Any]]
             save_checkpoint(
                 paths.checkpoint, config.model, hparams, model, epoch=epoch, metrics=record
             )
-            plot_curves(
-                records,
-                ["train_strict_error", "test_strict_error", "test_paper_error"],
-                paths.plot,
-                title=f"Sudoku {data.features.shape[-1]}x{data.features.shape[-1]}: "
-                f"{config.model} ({dtype_name}, {ctx.device.type})",
-                ylabel="error (fraction of boards)",
-            )
+            side = data.features.shape[-1]
+            _plot(records, paths.plot, f"Sudoku {side}x{side}: {config.model} "
+                  f"({dtype_name}, {ctx.device.type} x{ctx.world_size})")  # fmt: skip
             logger.info(
                 "epoch %d: train loss %.4f strict err %.4f | test loss %.4f strict err %.4f "
                 "paper err %.4f | %.1f s",
