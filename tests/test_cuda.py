@@ -36,7 +36,7 @@ def test_cuda_gradients_match_cpu():
     data = random_qp(8, 12, 15, 3, seed=3)
     grads = []
     for device in ("cpu", "cuda"):
-        inputs = [x.to(device).requires_grad_() for x in data]
+        inputs = [x.detach().to(device).requires_grad_() for x in data]
         sol = optnet.solve_qp(*inputs)
         (sol.z.square().sum() + sol.lam.sum()).backward()
         grads.append([x.grad.cpu() for x in inputs])

@@ -1,10 +1,11 @@
-"""Replay chunks of interior-point iterations as CUDA graphs.
+"""Replay the interior-point solve as CUDA graphs.
 
 A small problem's iteration is a few hundred tiny kernels, and launching them from Python costs
-far more than running them. Capturing ``check_every`` iterations once per problem shape and
-replaying the graph removes that cost; the host still reads the convergence flags only between
-chunks. Graphs are cached by shape, dtype, device and options; each call copies its data into
-the cached static buffers, so callers never see memory shared between calls.
+far more than running them. For each problem shape (and dtype, device, options) the solve is
+captured once as three graphs sharing static buffers: the starting point, a chunk of
+``check_every`` iterations that advances the state in place, and the final assessment. A call
+copies its data into the static buffers, replays the graphs (the host reads the convergence
+flags only between chunks) and returns copies of the results, so callers never share memory.
 """
 
 from __future__ import annotations
@@ -12,85 +13,115 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import OrderedDict
+from contextlib import nullcontext
+from typing import Any
 
 import torch
 
 from ._options import SolverOptions
-from ._pdipm import IPMState, Iteration
+from ._pdipm import IPMResult, IPMState, Iteration, finish, initial_state
 from ._problem import Problem
 
 _CACHE_SIZE = 16
 
 
-@dataclasses.dataclass
-class _CapturedLoop:
-    problem: Problem  # static input buffers
-    state: IPMState  # static state, advanced in place by each replay
-    graph: torch.cuda.CUDAGraph
-    iteration: Iteration
+def map_tensors(obj: Any, fn) -> Any:
+    """Apply ``fn`` to every tensor inside nested dataclasses (other leaves are kept)."""
+    if isinstance(obj, torch.Tensor):
+        return fn(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        changes = {f.name: map_tensors(getattr(obj, f.name), fn) for f in dataclasses.fields(obj)}
+        return dataclasses.replace(obj, **changes)
+    return obj
 
 
-_cache: OrderedDict[tuple, _CapturedLoop] = OrderedDict()
+def _copy_into(dst: Any, src: Any) -> None:
+    for f in dataclasses.fields(dst):
+        a, b = getattr(dst, f.name), getattr(src, f.name)
+        if isinstance(a, torch.Tensor):
+            a.copy_(b)
+        elif dataclasses.is_dataclass(a):
+            _copy_into(a, b)
 
 
-def _tensor_fields(problem: Problem) -> dict[str, torch.Tensor | None]:
-    return {
-        f.name: getattr(problem, f.name)
-        for f in dataclasses.fields(problem)
-        if f.name != "batch"
-    }
+class _Replayable:
+    """``body()`` recorded once as a CUDA graph and replayed; with ``capture=False`` the eager
+    twin simply calls ``body()``, which lets the CPU tests exercise the same buffer plumbing."""
+
+    def __init__(self, body, capture: bool):
+        self.body, self.graph = body, None
+        if capture:
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                body()
+
+    def replay(self) -> None:
+        if self.graph is None:
+            self.body()
+        else:
+            self.graph.replay()
 
 
-def _key(problem: Problem, options: SolverOptions, state: IPMState, chunk: int) -> tuple:
-    shapes = tuple(
-        None if t is None else tuple(t.shape) for t in _tensor_fields(problem).values()
-    )
-    device = problem.p.device
-    return (shapes, problem.batch, state.nu is None, problem.p.dtype, device, options, chunk)
+class CapturedSolve:
+    """Static buffers for one problem shape and the three replayable parts of a solve."""
+
+    def __init__(self, problem: Problem, options: SolverOptions, chunk: int, capture: bool = True):
+        self.options, self.chunk = options, chunk
+        self.problem = map_tensors(problem, torch.clone)
+        self.iteration = Iteration(self.problem, options)
+        self._advance = self._advance_chunk
+        if options.compile:
+            self._advance = torch.compile(self._advance_chunk, dynamic=False)
+        # One eager pass allocates the static state and result, and (on a side stream, as
+        # capture requires) creates library handles and workspaces.
+        side = torch.cuda.Stream() if capture else None
+        if side is not None:
+            side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side) if side is not None else nullcontext():
+            self.state = initial_state(self.problem, options)
+            self.result = finish(self.problem, options, self._advance())
+        if side is not None:
+            torch.cuda.current_stream().wait_stream(side)
+        self.start = _Replayable(
+            lambda: _copy_into(self.state, initial_state(self.problem, options)), capture
+        )
+        self.step = _Replayable(lambda: _copy_into(self.state, self._advance()), capture)
+        self.end = _Replayable(
+            lambda: _copy_into(self.result, finish(self.problem, options, self.state)), capture
+        )
+
+    def _advance_chunk(self) -> IPMState:
+        current = self.state
+        for k in range(self.chunk):
+            current = self.iteration(current, check_certificates=k == 0)
+        return current
+
+    def run(self, problem: Problem) -> IPMResult:
+        _copy_into(self.problem, problem)
+        self.start.replay()
+        for _ in range(math.ceil(self.options.max_iter / self.chunk)):
+            self.step.replay()
+            if not bool(self.iteration.running(self.state).any()):
+                break
+        self.end.replay()
+        return map_tensors(self.result, torch.clone)
 
 
-def _capture(problem: Problem, options: SolverOptions, state: IPMState, chunk: int):
-    static_problem = Problem(
-        **{k: None if t is None else t.clone() for k, t in _tensor_fields(problem).items()},
-        batch=problem.batch,
-    )
-    static_state = state.replace_tensors([t.clone() for t in state.tensors()])
-    iteration = Iteration(static_problem, options)
-    # Warm up on a side stream so that library handles and workspaces exist before capture.
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        iteration(static_state, check_certificates=True)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        current = static_state
-        for k in range(chunk):
-            current = iteration(current, check_certificates=k == 0)
-        for dst, src in zip(static_state.tensors(), current.tensors()):
-            dst.copy_(src)
-    return _CapturedLoop(static_problem, static_state, graph, iteration)
+_cache: OrderedDict[tuple, CapturedSolve] = OrderedDict()
 
 
-def run_captured(
-    problem: Problem, options: SolverOptions, state: IPMState, chunk: int
-) -> IPMState:
-    """Iterate from ``state`` to convergence (or max_iter) by replaying a captured chunk."""
-    key = _key(problem, options, state, chunk)
-    loop = _cache.pop(key, None)
-    if loop is None:
-        loop = _capture(problem, options, state, chunk)
-    _cache[key] = loop
+def _key(problem: Problem, options: SolverOptions, chunk: int) -> tuple:
+    shapes = []
+    map_tensors(problem, lambda t: shapes.append(tuple(t.shape)))
+    absent = tuple(getattr(problem, f.name) is None for f in dataclasses.fields(problem))
+    return (tuple(shapes), absent, problem.batch, problem.p.dtype, problem.p.device, options, chunk)
+
+
+def solve_captured(problem: Problem, options: SolverOptions, chunk: int) -> IPMResult:
+    """The whole interior-point solve through cached CUDA graphs."""
+    key = _key(problem, options, chunk)
+    captured = _cache.pop(key, None) or CapturedSolve(problem, options, chunk)
+    _cache[key] = captured
     while len(_cache) > _CACHE_SIZE:
         _cache.popitem(last=False)
-
-    for name, src in _tensor_fields(problem).items():
-        if src is not None:
-            getattr(loop.problem, name).copy_(src)
-    for dst, src in zip(loop.state.tensors(), state.tensors()):
-        dst.copy_(src)
-    for _ in range(math.ceil(options.max_iter / chunk)):
-        loop.graph.replay()
-        if not bool(loop.iteration.running(loop.state).any()):
-            break
-    return loop.state.replace_tensors([t.clone() for t in loop.state.tensors()])
+    return captured.run(problem)

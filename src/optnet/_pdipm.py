@@ -323,13 +323,12 @@ def run_eager(iteration: Iteration, state: IPMState, check_period: int) -> IPMSt
 def solve(problem: Problem, options: SolverOptions) -> IPMResult:
     """Run the interior-point loop on a validated, batched problem."""
     check_period = options.host_check_period(problem.p.device)
-    state = initial_state(problem, options)
     if problem.p.device.type == "cuda" and options.cuda_graphs:
-        from ._cuda_graph import run_captured
+        from ._cuda_graph import solve_captured
 
-        state = run_captured(problem, options, state, check_period)
-    else:
-        state = run_eager(Iteration(problem, options), state, check_period)
+        return solve_captured(problem, options, check_period)
+    state = initial_state(problem, options)
+    state = run_eager(Iteration(problem, options), state, check_period)
     return finish(problem, options, state)
 
 

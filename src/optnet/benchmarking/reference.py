@@ -8,8 +8,8 @@ import torch
 from .problems import QPBatch
 
 
-def optnet_reference(qp: QPBatch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(z, dloss/dp) of every problem in float64 on ``device``; returned on the CPU.
+def optnet_reference(qp: QPBatch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(z, dloss/dp, number of unsolved problems) in float64 on ``device``; tensors on the CPU.
 
     ``z`` comes from optnet at eps_abs 1e-11. The gradient of ``sum(z * qp.loss_weights)``
     does NOT use optnet's backward pass: it solves the KKT system of the equality-constrained QP
@@ -21,7 +21,7 @@ def optnet_reference(qp: QPBatch, device: torch.device) -> tuple[torch.Tensor, t
     options = SolverOptions(eps_abs=1e-11, eps_rel=1e-13, max_iter=200)
     sol = solve_qp(*data.inputs(), options=options)
     grad_p = active_set_gradient(data, sol.z, sol.lam)
-    return sol.z.cpu(), grad_p.cpu()
+    return sol.z.cpu(), grad_p.cpu(), int((~sol.solved).sum())
 
 
 def active_set_gradient(qp: QPBatch, z: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
