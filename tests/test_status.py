@@ -63,6 +63,8 @@ def test_crossed_bounds_are_primal_infeasible():
         lb=torch.tensor([0.0, 2.0], dtype=d), ub=torch.tensor([1.0, 1.0], dtype=d),
     )  # fmt: skip
     assert int(sol.status) == QPStatus.PRIMAL_INFEASIBLE
+    assert sol.certificate.lam_lb.tolist() == [0.0, 1.0]
+    assert sol.certificate.lam_ub.tolist() == [0.0, 1.0]
 
 
 def test_dual_infeasible_with_certificate():

@@ -343,6 +343,15 @@ def finish(problem: Problem, options: SolverOptions, state: IPMState) -> IPMResu
     cert_dual = torch.cat([lam] + ([nu] if nu is not None else []), -1)
     cert_dual = cert_dual / inf_norm(cert_dual).clamp_min(tiny).unsqueeze(-1)
     cert_dual = cert_dual * (status == QPStatus.PRIMAL_INFEASIBLE).unsqueeze(-1)
+    crossed = _crossed_bounds(problem)
+    if crossed is not None:
+        # lam_lb = lam_ub = 1 on a crossed coordinate: -lb + ub < 0 with a zero combination.
+        ray = crossed.to(z.dtype).expand(z.shape[0], -1)
+        m_g = 0 if problem.G is None else problem.G.shape[-2]
+        n = problem.n
+        unit = torch.cat([torch.zeros_like(cert_dual[:, :m_g]), ray, ray], -1)
+        unit = torch.cat([unit, torch.zeros_like(cert_dual[:, m_g + 2 * n :])], -1)
+        cert_dual = torch.where(crossed.any(-1, keepdim=True), unit, cert_dual)
     cert_primal = z / inf_norm(z).clamp_min(tiny).unsqueeze(-1)
     cert_primal = cert_primal * (status == QPStatus.DUAL_INFEASIBLE).unsqueeze(-1)
     reg = options.regularization * 100.0**state.bumps
@@ -354,10 +363,17 @@ def finish(problem: Problem, options: SolverOptions, state: IPMState) -> IPMResu
     )  # fmt: skip
 
 
+def _crossed_bounds(problem: Problem) -> torch.Tensor | None:
+    """(B, n) bool: coordinates with lb > ub (both finite), or None without both bounds."""
+    if problem.lb is None or problem.ub is None:
+        return None
+    lb_mask, ub_mask = problem.split_rows(problem.mask)[1:]
+    return (problem.lb > problem.ub) & (lb_mask > 0) & (ub_mask > 0)
+
+
 def _bounds_infeasible(problem: Problem, status: torch.Tensor) -> torch.Tensor:
     """lb > ub is infeasible before any iteration."""
-    if problem.lb is None or problem.ub is None:
+    crossed = _crossed_bounds(problem)
+    if crossed is None:
         return status
-    lb_mask, ub_mask = problem.split_rows(problem.mask)[1:]
-    crossed = ((problem.lb > problem.ub) & (lb_mask > 0) & (ub_mask > 0)).any(-1)
-    return torch.where(crossed, int(QPStatus.PRIMAL_INFEASIBLE), status)
+    return torch.where(crossed.any(-1), int(QPStatus.PRIMAL_INFEASIBLE), status)
