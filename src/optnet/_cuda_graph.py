@@ -79,7 +79,7 @@ class CapturedSolve:
             side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side) if side is not None else nullcontext():
             self.state = initial_state(self.problem, options)
-            self.result = finish(self.problem, options, self._advance())
+            self.result = finish(self.iteration, self._advance())
         if side is not None:
             torch.cuda.current_stream().wait_stream(side)
         self.start = _Replayable(
@@ -87,7 +87,7 @@ class CapturedSolve:
         )
         self.step = _Replayable(lambda: _copy_into(self.state, self._advance()), capture)
         self.end = _Replayable(
-            lambda: _copy_into(self.result, finish(self.problem, options, self.state)), capture
+            lambda: _copy_into(self.result, finish(self.iteration, self.state)), capture
         )
 
     def _advance_chunk(self) -> IPMState:

@@ -47,13 +47,16 @@ def factor_spd(M: torch.Tensor, reg: torch.Tensor) -> SPDFactor:
     size, so a huge weight of one active constraint does not perturb the other directions.
     """
     size = M.shape[-1]
-    eye = torch.eye(size, dtype=M.dtype, device=M.device)
-    M = M + reg[:, None, None] * eye
-    d = M.diagonal(dim1=-2, dim2=-1).clamp_min(torch.finfo(M.dtype).tiny).sqrt()
-    scaled = M / (d.unsqueeze(-1) * d.unsqueeze(-2))
-    L, info = torch.linalg.cholesky_ex(scaled + (size**0.5 * torch.finfo(M.dtype).eps) * eye)
+    d = (M.diagonal(dim1=-2, dim2=-1) + reg.unsqueeze(-1)).clamp_min(torch.finfo(M.dtype).tiny)
+    d = d.sqrt()
+    inv_d = 1 / d
+    scaled = M * inv_d.unsqueeze(-1) * inv_d.unsqueeze(-2)  # a fresh tensor: safe to edit
+    shift = reg.unsqueeze(-1) * inv_d.square() + size**0.5 * torch.finfo(M.dtype).eps
+    scaled.diagonal(dim1=-2, dim2=-1).add_(shift)
+    L, info = torch.linalg.cholesky_ex(scaled)
     ok = info == 0
     # A failed factor holds NaN or garbage; substitute identity so nothing non-finite spreads.
+    eye = torch.eye(size, dtype=M.dtype, device=M.device)
     L = torch.where(ok[:, None, None], L, eye)
     return SPDFactor(L, d, ok)
 

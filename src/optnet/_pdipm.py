@@ -16,6 +16,7 @@ import torch
 from . import _kkt
 from ._options import SolverOptions
 from ._problem import Problem, dot, inf_norm, matvec
+from ._scaling import Scaling, equilibrate
 from ._status import QPStatus
 
 logger = logging.getLogger("optnet")
@@ -55,8 +56,7 @@ class IPMResult:
 
 def residuals(problem: Problem, z, s, lam, nu) -> Residuals:
     mask = problem.mask
-    Qz = problem.Q @ z.unsqueeze(-1)
-    Qz = Qz.squeeze(-1)
+    Qz = matvec(problem.Q, z)
     Ct_lam = problem.ineq_t(lam)
     r_dual = Qz + problem.p + Ct_lam
     h_all = problem.h_all
@@ -188,7 +188,7 @@ def _certificates(problem: Problem, z, lam, nu, eps: float):
     primal_infeasible = (inf_norm(Aty) <= eps * t) & (hy < -eps * t * data_scale) & (t > 1 / eps)
 
     zn = z / inf_norm(z).clamp_min(torch.finfo(z.dtype).tiny).unsqueeze(-1)
-    Qd = (problem.Q @ zn.unsqueeze(-1)).squeeze(-1)
+    Qd = matvec(problem.Q, zn)
     q_scale = problem.Q.abs().amax((-2, -1)).clamp_min(1.0)
     ok = (inf_norm(Qd) <= eps * q_scale) & (dot(problem.p, zn) < -eps * data_scale)
     if problem.m_all:
@@ -226,8 +226,18 @@ class IPMState:
 class Iteration:
     """One interior-point iteration as a pure function of (problem, state); no host syncs."""
 
-    def __init__(self, problem: Problem, options: SolverOptions):
+    def __init__(
+        self,
+        problem: Problem,
+        options: SolverOptions,
+        original: Problem | None = None,
+        scaling: Scaling | None = None,
+    ):
+        # ``problem`` is what the Newton steps see (maybe equilibrated); convergence and
+        # certificates are always judged on the ``original`` data.
         self.problem = problem
+        self.original = problem if original is None else original
+        self.scaling = scaling
         self.options = options
         dtype = problem.p.dtype
         self.eps_abs, self.eps_rel = options.tolerances(dtype)
@@ -235,8 +245,20 @@ class Iteration:
         self.mask = problem.mask.expand(problem.batch, -1)
         self.count = self.mask.sum(-1).clamp_min(1)
 
-    def assess(self, state: IPMState, res: Residuals, check_certificates: bool):
-        """Update statuses from the residuals; returns (status, running, gap tolerance)."""
+    def unscaled(self, state: IPMState):
+        """(z, s, lam, nu) of the original problem."""
+        if self.scaling is None:
+            return state.z, state.s, state.lam, state.nu
+        return self.scaling.unscale(self.problem, state.z, state.s, state.lam, state.nu)
+
+    def assess(self, state: IPMState, check_certificates: bool, res: Residuals | None = None):
+        """Update statuses on the original data; returns (status, running, gap tolerance).
+
+        ``res`` are the residuals of ``state`` when no scaling is in use (saves recomputing).
+        """
+        z, s, lam, nu = self.unscaled(state)
+        if res is None or self.scaling is not None:
+            res = residuals(self.original, z, s, lam, nu)
         status, running = state.status, state.status == _RUNNING
         gap_tolerance = self.eps_abs + self.eps_rel * res.gap_scale
         converged = (
@@ -245,9 +267,7 @@ class Iteration:
             & (res.gap <= gap_tolerance)
         )
         if check_certificates:
-            p_inf, d_inf = _certificates(
-                self.problem, state.z, state.lam, state.nu, self.options.eps_infeasible
-            )
+            p_inf, d_inf = _certificates(self.original, z, lam, nu, self.options.eps_infeasible)
             status = torch.where(running & d_inf, int(QPStatus.DUAL_INFEASIBLE), status)
             status = torch.where(running & p_inf, int(QPStatus.PRIMAL_INFEASIBLE), status)
         status = torch.where(running & converged, int(QPStatus.SOLVED), status)
@@ -259,7 +279,9 @@ class Iteration:
         problem, mask, count = self.problem, self.mask, self.count
         z, s, lam, nu = state.z, state.s, state.lam, state.nu
         res = residuals(problem, z, s, lam, nu)
-        status, running, gap_tolerance = self.assess(state, res, check_certificates)
+        status, running, gap_tolerance = self.assess(state, check_certificates, res)
+        if self.scaling is not None:
+            gap_tolerance = gap_tolerance * self.scaling.c.squeeze(-1)  # gap in scaled units
 
         reg = self.options.regularization * 100.0**state.bumps
         f = _kkt.factor(problem, lam / s * mask, reg, self.options.refine_steps)
@@ -323,23 +345,28 @@ def run_eager(iteration: Iteration, state: IPMState, check_period: int) -> IPMSt
 def solve(problem: Problem, options: SolverOptions) -> IPMResult:
     """Run the interior-point loop on a validated, batched problem."""
     check_period = options.host_check_period(problem.p.device)
+    if options.equilibrate:  # runs eagerly: meant for large, badly scaled problems
+        scaled, scaling = equilibrate(problem, options.ruiz_iters)
+        iteration = Iteration(scaled, options, problem, scaling)
+        state = run_eager(iteration, initial_state(scaled, options), check_period)
+        return finish(iteration, state)
     if problem.p.device.type == "cuda" and options.cuda_graphs:
         from ._cuda_graph import solve_captured
 
         return solve_captured(problem, options, check_period)
-    state = initial_state(problem, options)
-    state = run_eager(Iteration(problem, options), state, check_period)
-    return finish(problem, options, state)
-
-
-def finish(problem: Problem, options: SolverOptions, state: IPMState) -> IPMResult:
-    """Final assessment of the last iterate, statuses, certificates."""
     iteration = Iteration(problem, options)
-    res = residuals(problem, state.z, state.s, state.lam, state.nu)
-    status, _, _ = iteration.assess(state, res, check_certificates=True)
+    state = run_eager(iteration, initial_state(problem, options), check_period)
+    return finish(iteration, state)
+
+
+def finish(iteration: Iteration, state: IPMState) -> IPMResult:
+    """Final assessment of the last iterate, statuses, certificates, on the original data."""
+    problem, options = iteration.original, iteration.options
+    status, _, _ = iteration.assess(state, check_certificates=True)
     status = torch.where(status == _RUNNING, int(QPStatus.MAX_ITER), status)
+    z, s, lam, nu = iteration.unscaled(state)
+    res = residuals(problem, z, s, lam, nu)
     tiny = iteration.tiny
-    z, lam, nu = state.z, state.lam, state.nu
     cert_dual = torch.cat([lam] + ([nu] if nu is not None else []), -1)
     cert_dual = cert_dual / inf_norm(cert_dual).clamp_min(tiny).unsqueeze(-1)
     cert_dual = cert_dual * (status == QPStatus.PRIMAL_INFEASIBLE).unsqueeze(-1)
@@ -358,7 +385,7 @@ def finish(problem: Problem, options: SolverOptions, state: IPMState) -> IPMResu
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug("interior point: statuses %s", status.bincount().tolist())
     return IPMResult(
-        z, state.s, lam, nu, status, state.iterations, res, cert_dual, cert_primal,
+        z, s, lam, nu, status, state.iterations, res, cert_dual, cert_primal,
         reg.to(z.dtype),
     )  # fmt: skip
 

@@ -19,7 +19,11 @@ import torch
 
 
 def matvec(M: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return (M @ x.unsqueeze(-1)).squeeze(-1)
+    """M x for batched x (B, k); a shared M (1, r, k) becomes one GEMM instead of B GEMVs."""
+    if M.shape[0] == 1:
+        return x @ M[0].mT
+    # x' M' as batched row vectors: on CPU ~5x faster than the batched GEMV M @ x.
+    return (x.unsqueeze(-2) @ M.mT).squeeze(-2)
 
 
 def dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -30,7 +30,7 @@ logger = logging.getLogger("optnet")
 
 # The demo: OptNet on 4x4 boards, float32 on CPU, sized to finish in a few minutes on 2 cores.
 DEMO_PUZZLES = 10000  # the paper's split: 9000 train + 1000 test
-DEMO_EPOCHS = 2
+DEMO_EPOCHS = 3
 DEMO_LR = 0.1
 # Adam learning rates that worked best in short measured runs (docs/experiments.md).
 DEFAULT_LR = {"optnet": 0.1, "conv": 1e-3, "fc": 1e-3}

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# GPU benchmarks for docs/benchmarks.md; run on the GPU machine from the repository root:
+#
+#   bash benchmarks/gpu_bench.sh        (carry: .whl and .gpu_data; results under $OUT)
+#
+#   1. `optnet bench`: optnet vs qpth 0.0.18 on CUDA over the paper grid n in {10,50,100,500},
+#      m = n, no equalities, B in {1,128,1024}, float64 and float32. The grid holds the issue-6
+#      target cases, printed again as their own table after it.
+#   2. `optnet maros-meszaros` on CUDA: float64 at the high/mid/low tiers, then float32 at low.
+#
+# Needs .whl/ (qpth 0.0.18, cvxpy 1.7.5 and the cvxpy dependencies the image lacks: osqp,
+# clarabel, scs, cffi, pycparser) and .gpu_data/maros_meszaros/ (62 .mat files, opt_costs.json).
+# Writes 8 files to $OUT: bench_cuda.jsonl, bench_cuda.png, bench_cuda_table.txt,
+# maros_cuda_float64.jsonl, maros_cuda_float64_table.txt, maros_cuda_float32.jsonl,
+# maros_cuda_float32_table.txt and gpu_bench.log (everything printed).
+# Time: about 7.5 minutes at most: each stage stops starting new work at its --budget, and
+# `timeout` stops it hard behind that.
+# Smoke test on a CPU: DEVICE=cpu SIZES=5 BATCHES=1,4 MM_PROBLEMS=HS21,HS35 \
+#   MM_DATA=../shared/data/maros_meszaros bash benchmarks/gpu_bench.sh
+set -uo pipefail
+OUT="${OUT:-runs/gpu_bench}"
+DEVICE="${DEVICE:-cuda}"
+SIZES="${SIZES:-10,50,100,500}"
+BATCHES="${BATCHES:-1,128,1024}"
+MM_PROBLEMS="${MM_PROBLEMS:-}"
+MM="${MM_DATA:-.gpu_data/maros_meszaros}"
+mkdir -p "$OUT"
+
+run_all() {
+    if ls .whl/*.whl >/dev/null 2>&1; then
+        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+            --target /tmp/site .whl/*.whl || echo "WARNING: wheel install failed"
+    else
+        echo "WARNING: no .whl/: qpth will be reported as not installed"
+    fi
+    export PYTHONPATH="$PWD/src:/tmp/site" PYTHONUNBUFFERED=1
+    nvidia-smi -L 2>/dev/null || true
+    python3 -c "import torch, numpy; print('torch', torch.__version__, 'numpy', numpy.__version__)"
+    date -u
+
+    echo "=== 1. speed: optnet vs qpth on $DEVICE ==="
+    timeout 290 python3 -m optnet.bench --device "$DEVICE" --dtype float64,float32 \
+        --sizes "$SIZES" --batches "$BATCHES" --neq 0 --solvers optnet,qpth \
+        --repeats 5 --cap 20 --budget 240 --clarabel-checks 2 --out "$OUT"
+
+    echo "=== issue-6 target cases ==="
+    python3 - "$OUT/bench_$DEVICE.jsonl" <<'PY'
+import sys
+from optnet.bench import TABLE_COLUMNS, table_rows
+from optnet.benchmarking.report import format_table
+from optnet.experiments._common import read_json_lines
+targets = {(100, 128, "float64"), (500, 128, "float64"), (10, 1, "float64"),
+           (10, 1, "float32"), (100, 1024, "float32")}
+rows = [r for r in read_json_lines(sys.argv[1]) if (r["n"], r["batch"], r["dtype"]) in targets]
+print(format_table(table_rows(rows), TABLE_COLUMNS))
+PY
+
+    if [ -d "$MM" ]; then
+        echo "=== 2a. Maros-Meszaros float64, high/mid/low ==="
+        timeout 150 python3 -m optnet.maros_meszaros --data "$MM" --device "$DEVICE" \
+            --dtype float64 --tiers high,mid,low --max-iter 200 --budget 120 \
+            --problems "$MM_PROBLEMS" --out "$OUT"
+        echo "=== 2b. Maros-Meszaros float32, low ==="
+        timeout 60 python3 -m optnet.maros_meszaros --data "$MM" --device "$DEVICE" \
+            --dtype float32 --tiers low --max-iter 200 --budget 45 \
+            --problems "$MM_PROBLEMS" --out "$OUT"
+    else
+        echo "no $MM: Maros-Meszaros skipped"
+    fi
+    date -u
+}
+
+run_all 2>&1 | tee "$OUT/gpu_bench.log"
