@@ -22,7 +22,15 @@ from ._options import SolverOptions
 from ._pdipm import IPMResult, IPMState, Iteration, finish, initial_state
 from ._problem import Problem
 
-_CACHE_SIZE = 16
+_CACHE_SIZE = 4
+# Graphs pay off while launches dominate; past this many matrix entries per solve the kernels
+# themselves dominate and a captured solve would only pin memory (static buffers, graph pools).
+MAX_GRAPHED_ENTRIES = 2**22
+
+
+def worth_capturing(problem: Problem) -> bool:
+    rows = problem.n + problem.m_all + (0 if problem.A is None else problem.A.shape[-2])
+    return problem.batch * problem.n * rows <= MAX_GRAPHED_ENTRIES
 
 
 def map_tensors(obj: Any, fn) -> Any:

@@ -34,8 +34,10 @@ class SolverOptions:
         compute_dtype: dtype of the solver's arithmetic; ``None`` uses the inputs' dtype.
             ``torch.float64`` with float32 inputs gives float64 accuracy (and tolerances) at
             float64 cost; outputs and gradients keep the inputs' dtype.
-        cuda_graphs: on CUDA, capture ``check_every`` iterations in a CUDA graph (cached per
-            problem shape) and replay it, removing the per-kernel launch cost of small problems.
+        cuda_graphs: on CUDA, capture the solve (start, chunks of ``check_every`` iterations,
+            finish) as CUDA graphs cached per problem shape, removing the per-kernel launch
+            cost; used for problems with ``B * n * (n + m + neq) <= 2**22`` entries, where
+            launches dominate (larger ones run eagerly).
         compile: with ``cuda_graphs`` on CUDA, also ``torch.compile`` the iteration, fusing its
             elementwise work (about 6x fewer kernels). Costs 20-60 s of compilation per new
             problem shape: worth it in training loops that solve one shape many times.

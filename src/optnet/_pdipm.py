@@ -351,9 +351,10 @@ def solve(problem: Problem, options: SolverOptions) -> IPMResult:
         state = run_eager(iteration, initial_state(scaled, options), check_period)
         return finish(iteration, state)
     if problem.p.device.type == "cuda" and options.cuda_graphs:
-        from ._cuda_graph import solve_captured
+        from ._cuda_graph import solve_captured, worth_capturing
 
-        return solve_captured(problem, options, check_period)
+        if worth_capturing(problem):
+            return solve_captured(problem, options, check_period)
     iteration = Iteration(problem, options)
     state = run_eager(iteration, initial_state(problem, options), check_period)
     return finish(iteration, state)

@@ -86,14 +86,14 @@ def register(subparsers) -> None:
         "--solvers",
         default=["optnet", "qpth", "qplayer", "cvxpylayers"],
         type=_csv(str),
-        help="comma list of optnet,qpth,qplayer,cvxpylayers",
+        help="comma list of optnet,optnet-compiled,qpth,qplayer,cvxpylayers",
     )
     parser.add_argument("--repeats", default=5, type=int, help="timed calls (median reported)")
     parser.add_argument(
         "--eps",
         default=None,
         type=float,
-        help="tolerance given to every solver (default 1e-8 f64, 1e-5 f32)",
+        help="tolerance given to every solver (default 1e-8 f64, 1e-4 f32)",
     )
     parser.add_argument(
         "--cap",

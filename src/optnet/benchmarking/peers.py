@@ -54,13 +54,17 @@ class OptNetPeer(Peer):
 
     name = "optnet"
 
+    compile = False
+
     def __init__(self, max_iter: int = 50):
         self.max_iter = max_iter
 
     def prepare(self, qp: QPBatch, eps: float) -> PeerRun:
         from optnet import SolverOptions, solve_qp
 
-        options = SolverOptions(eps_abs=eps, eps_rel=eps, max_iter=self.max_iter)
+        options = SolverOptions(
+            eps_abs=eps, eps_rel=eps, max_iter=self.max_iter, compile=self.compile
+        )
         run = PeerRun(solve=lambda: None)
 
         def solve() -> torch.Tensor:
@@ -71,6 +75,16 @@ class OptNetPeer(Peer):
 
         run.solve = solve
         return run
+
+
+class OptNetCompiledPeer(OptNetPeer):
+    """optnet with ``SolverOptions(compile=True)``: the iteration fused by torch.compile.
+
+    The compilation (tens of seconds per shape) happens in the warm-up calls, not the timed ones.
+    """
+
+    name = "optnet-compiled"
+    compile = True
 
 
 class QpthPeer(Peer):
@@ -148,6 +162,7 @@ class CvxpyLayersPeer(Peer):
 
 PEERS: dict[str, type[Peer]] = {
     "optnet": OptNetPeer,
+    "optnet-compiled": OptNetCompiledPeer,
     "qpth": QpthPeer,
     "qplayer": QPLayerPeer,
     "cvxpylayers": CvxpyLayersPeer,

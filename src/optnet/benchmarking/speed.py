@@ -28,7 +28,7 @@ from .problems import QPBatch, random_feasible_qp
 
 logger = logging.getLogger("optnet")
 
-_DEFAULT_EPS = {torch.float64: 1e-8, torch.float32: 1e-5}
+_DEFAULT_EPS = {torch.float64: 1e-8, torch.float32: 1e-4}
 _MIN_BATCH_TO_EXTRAPOLATE = 32
 
 
@@ -45,7 +45,7 @@ class Case:
 class SpeedConfig:
     """Everything ``run_speed_benchmark`` needs.
 
-    ``eps`` None picks 1e-8 (float64) / 1e-5 (float32) for every solver. ``cap_s`` bounds the
+    ``eps`` None picks 1e-8 (float64) / 1e-4 (float32) for every solver. ``cap_s`` bounds the
     time spent on one (solver, case): a case whose forward+backward is predicted (linearly in B
     from the same solver's previous batch, see ``Peer.serial_over_batch``) or measured (warm-up)
     above it is skipped, with the reason recorded, and repeats are cut so that they fit in it.
@@ -83,6 +83,7 @@ def grid(
 def _peer_version(name: str) -> str | None:
     dist = {
         "optnet": "optnet",
+        "optnet-compiled": "optnet",
         "qpth": "qpth",
         "qplayer": "proxsuite",
         "cvxpylayers": "cvxpylayers",
@@ -167,7 +168,7 @@ class SpeedBenchmark:
             record["skipped"] = reason
             return record
         data, ref = self._case_data(case)
-        eps = _DEFAULT_EPS.get(case.dtype, 1e-5) if config.eps is None else config.eps
+        eps = _DEFAULT_EPS.get(case.dtype, 1e-4) if config.eps is None else config.eps
         record["eps"] = eps
         qp = data.to(case.dtype, device).leaves(requires_grad=True)
         try:

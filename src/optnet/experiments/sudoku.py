@@ -206,11 +206,14 @@ def _add_eval(commands) -> None:
     )  # fmt: skip
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (torch's default)")
     p.add_argument("--json", action="store_true", help="print only one JSON object")
     p.set_defaults(func=run_eval)
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     model, checkpoint = load_checkpoint(args.checkpoint, device=device)
     data = load_sudoku(args.data)
