@@ -25,7 +25,7 @@ from ._problem import Problem
 _CACHE_SIZE = 4
 # Graphs pay off while launches dominate; past this many matrix entries per solve the kernels
 # themselves dominate and a captured solve would only pin memory (static buffers, graph pools).
-MAX_GRAPHED_ENTRIES = 2**22
+MAX_GRAPHED_ENTRIES = 2**25
 
 
 def worth_capturing(problem: Problem) -> bool:
