@@ -36,7 +36,7 @@ class SolverOptions:
             float64 cost; outputs and gradients keep the inputs' dtype.
         cuda_graphs: on CUDA, capture the solve (start, chunks of ``check_every`` iterations,
             finish) as CUDA graphs cached per problem shape, removing the per-kernel launch
-            cost; used for problems with ``B * n * (n + m + neq) <= 2**22`` entries, where
+            cost; used for problems with ``B * n * (n + m + neq) <= 2**25`` entries, where
             launches dominate (larger ones run eagerly).
         compile: with ``cuda_graphs`` on CUDA, also ``torch.compile`` the iteration, fusing its
             elementwise work (about 6x fewer kernels). Costs 20-60 s of compilation per new
