@@ -11,6 +11,7 @@ flags only between chunks) and returns copies of the results, so callers never s
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections import OrderedDict
 from contextlib import nullcontext
@@ -22,6 +23,7 @@ from ._options import SolverOptions
 from ._pdipm import IPMResult, IPMState, Iteration, finish, initial_state
 from ._problem import Problem
 
+logger = logging.getLogger("optnet")
 _CACHE_SIZE = 4
 # Graphs pay off while launches dominate; past this many matrix entries per solve the kernels
 # themselves dominate and a captured solve would only pin memory (static buffers, graph pools).
@@ -125,10 +127,27 @@ def _key(problem: Problem, options: SolverOptions, chunk: int) -> tuple:
     return (tuple(shapes), absent, problem.batch, problem.p.dtype, problem.p.device, options, chunk)
 
 
-def solve_captured(problem: Problem, options: SolverOptions, chunk: int) -> IPMResult:
-    """The whole interior-point solve through cached CUDA graphs."""
+_uncapturable: set[tuple] = set()
+
+
+def solve_captured(problem: Problem, options: SolverOptions, chunk: int) -> IPMResult | None:
+    """The whole interior-point solve through cached CUDA graphs.
+
+    Returns None when this shape cannot be captured (a library routine refused stream
+    capture); the caller then solves eagerly. The refusal is remembered per shape.
+    """
     key = _key(problem, options, chunk)
-    captured = _cache.pop(key, None) or CapturedSolve(problem, options, chunk)
+    if key in _uncapturable:
+        return None
+    captured = _cache.pop(key, None)
+    if captured is None:
+        try:
+            captured = CapturedSolve(problem, options, chunk)
+        except RuntimeError as err:  # stream capture invalidated by a non-capturable kernel
+            logger.warning("optnet: CUDA graph capture failed (%s); solving eagerly", err)
+            _uncapturable.add(key)
+            torch.cuda.synchronize()
+            return None
     _cache[key] = captured
     while len(_cache) > _CACHE_SIZE:
         _cache.popitem(last=False)
