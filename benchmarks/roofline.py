@@ -36,13 +36,34 @@ def machine_rates():
     for dtype in (torch.float64, torch.float32):
         a = torch.randn(8192, 8192, device="cuda", dtype=dtype)
         t = timed(lambda: a @ a, 5)
-        print(json.dumps({"what": "matmul 8192^3", "dtype": str(dtype), "tflops": 2 * 8192**3 / t / 1e12}))
+        print(
+            json.dumps(
+                {"what": "matmul 8192^3", "dtype": str(dtype), "tflops": 2 * 8192**3 / t / 1e12}
+            )
+        )
         b = torch.randn(128, 500, 500, device="cuda", dtype=dtype)
         t = timed(lambda: b @ b)
-        print(json.dumps({"what": "bmm 128x500^3", "dtype": str(dtype), "tflops": 2 * 128 * 500**3 / t / 1e12}))
+        print(
+            json.dumps(
+                {
+                    "what": "bmm 128x500^3",
+                    "dtype": str(dtype),
+                    "tflops": 2 * 128 * 500**3 / t / 1e12,
+                }
+            )
+        )
         spd = b @ b.mT + 500 * torch.eye(500, device="cuda", dtype=dtype)
         t = timed(lambda: torch.linalg.cholesky_ex(spd))
-        print(json.dumps({"what": "cholesky_ex 128x500", "dtype": str(dtype), "ms": t * 1e3, "tflops": 128 * 500**3 / 3 / t / 1e12}))
+        print(
+            json.dumps(
+                {
+                    "what": "cholesky_ex 128x500",
+                    "dtype": str(dtype),
+                    "ms": t * 1e3,
+                    "tflops": 128 * 500**3 / 3 / t / 1e12,
+                }
+            )
+        )
     x = torch.empty(2**28, device="cuda", dtype=torch.float32)
     y = torch.empty_like(x)
     t = timed(lambda: y.copy_(x))
@@ -50,7 +71,9 @@ def machine_rates():
 
 
 def iteration_profile(n, batch, dtype):
-    Q, p, G, h, _, _ = (x.cuda() if x is not None else None for x in random_qp(batch, n, n, 0, dtype=dtype, seed=1))
+    Q, p, G, h, _, _ = (
+        x.cuda() if x is not None else None for x in random_qp(batch, n, n, 0, dtype=dtype, seed=1)
+    )
     problem = Problem.from_inputs(Q, p, G, h, None, None, None, None, batch)
     options = optnet.SolverOptions()
     iteration = _pdipm.Iteration(problem, options)
@@ -62,11 +85,22 @@ def iteration_profile(n, batch, dtype):
     events = [e for e in prof.key_averages() if e.device_type.name == "CUDA"]
     total = sum(e.self_device_time_total for e in events)
     top = sorted(events, key=lambda e: -e.self_device_time_total)[:6]
-    print(json.dumps({
-        "what": "one eager iteration", "n": n, "batch": batch, "dtype": str(dtype),
-        "wall_ms": t * 1e3, "kernels": sum(e.count for e in events), "gpu_ms": total / 1e3,
-        "top": [[e.key[:60], round(e.self_device_time_total / 1e3, 3), e.count] for e in top],
-    }))
+    print(
+        json.dumps(
+            {
+                "what": "one eager iteration",
+                "n": n,
+                "batch": batch,
+                "dtype": str(dtype),
+                "wall_ms": t * 1e3,
+                "kernels": sum(e.count for e in events),
+                "gpu_ms": total / 1e3,
+                "top": [
+                    [e.key[:60], round(e.self_device_time_total / 1e3, 3), e.count] for e in top
+                ],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

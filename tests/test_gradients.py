@@ -39,7 +39,9 @@ def test_gradcheck_all_inputs(output):
 def test_gradcheck_bounds(output):
     g = torch.Generator().manual_seed(1)
     n = 5
-    M = torch.eye(n, dtype=torch.float64) + 0.1 * torch.randn(2, n, n, generator=g, dtype=torch.float64)
+    M = torch.eye(n, dtype=torch.float64) + 0.1 * torch.randn(
+        2, n, n, generator=g, dtype=torch.float64
+    )
     # Targets far outside the box on some coordinates make those bounds strictly active.
     p = torch.tensor([[3.0, -3.0, 0.2, -0.1, 0.0], [-3.0, 0.1, 3.0, 0.0, 0.3]], dtype=torch.float64)
     lb = -torch.ones(2, n, dtype=torch.float64)

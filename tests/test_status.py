@@ -79,7 +79,10 @@ def test_dual_infeasible_with_certificate():
 
 def test_nonconvex_Q_is_a_numerical_error_not_a_crash():
     sol = optnet.solve_qp(
-        -torch.eye(2, dtype=d), torch.zeros(2, dtype=d), torch.eye(2, dtype=d), torch.ones(2, dtype=d)
+        -torch.eye(2, dtype=d),
+        torch.zeros(2, dtype=d),
+        torch.eye(2, dtype=d),
+        torch.ones(2, dtype=d),
     )
     assert int(sol.status) == QPStatus.NUMERICAL_ERROR
     assert all(torch.isfinite(x).all() for x in (sol.z, sol.lam, sol.s))

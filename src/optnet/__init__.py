@@ -1,9 +1,9 @@
 """optnet: differentiable batched quadratic programs as PyTorch layers (OptNet, ICML 2017)."""
 
+from . import nn
 from ._options import SolverOptions
 from ._solution import InfeasibilityCertificate, QPSolution
 from ._status import QPSolveError, QPStatus
-from . import nn
 from .functional import solve_qp
 
 __version__ = "0.1.0"

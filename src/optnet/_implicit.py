@@ -67,7 +67,9 @@ def parameter_gradients(problem: Problem, adj: Adjoint, z, lam, nu, needed: dict
     if needed["h"] and y_g is not None:
         out["h"] = y_g
     if needed["A"] and adj.d_nu is not None:
-        out["A"] = -(adj.d_nu.unsqueeze(-1) * z.unsqueeze(-2) + nu.unsqueeze(-1) * d_z.unsqueeze(-2))
+        out["A"] = -(
+            adj.d_nu.unsqueeze(-1) * z.unsqueeze(-2) + nu.unsqueeze(-1) * d_z.unsqueeze(-2)
+        )
     if needed["b"] and adj.d_nu is not None:
         out["b"] = adj.d_nu
     if needed["lb"] and y_lb is not None:

@@ -91,8 +91,8 @@ def residuals(problem: Problem, z, s, lam, nu) -> Residuals:
 def _newton_step(problem: Problem, f: _kkt.KKTFactor, s, lam, r_dual, r_eq, r_ineq, r_comp):
     """One reduced solve for the Newton system with right-hand side minus the residuals::
 
-        Q dz + C'dlam + A'dnu = -r_dual,  A dz = -r_eq,  C dz + ds = -r_ineq,
-        lam * ds + s * dlam = -r_comp
+    Q dz + C'dlam + A'dnu = -r_dual,  A dz = -r_eq,  C dz + ds = -r_ineq,
+    lam * ds + s * dlam = -r_comp
     """
     mask = problem.mask
     w = lam / s * mask
@@ -369,7 +369,9 @@ def solve(problem: Problem, options: SolverOptions) -> IPMResult:
     if problem.p.device.type == "cuda" and options.cuda_graphs:
         from ._cuda_graph import solve_captured, worth_capturing
 
-        result = solve_captured(problem, options, check_period) if worth_capturing(problem) else None
+        result = (
+            solve_captured(problem, options, check_period) if worth_capturing(problem) else None
+        )
         if result is not None:
             return result
     iteration = Iteration(problem, options)

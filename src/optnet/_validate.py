@@ -52,7 +52,9 @@ def validate_inputs(**arrays: torch.Tensor | None) -> ProblemShape:
         if x.dtype not in _SUPPORTED_DTYPES:
             raise TypeError(f"{name} must be float32 or float64, got {x.dtype}")
         if x.dtype != dtype:
-            raise TypeError(f"all inputs must share one dtype: p is {dtype} but {name} is {x.dtype}")
+            raise TypeError(
+                f"all inputs must share one dtype: p is {dtype} but {name} is {x.dtype}"
+            )
         if x.device != device:
             raise ValueError(
                 f"all inputs must be on one device: p is on {device} but {name} is on {x.device}"
@@ -99,11 +101,14 @@ def _check_values(present: dict[str, torch.Tensor]) -> None:
     for name, allowed in (("h", float("inf")), ("lb", float("-inf")), ("ub", float("inf"))):
         x = present.get(name)
         if x is not None and not bool((torch.isfinite(x) | (x == allowed)).all()):
-            raise ValueError(f"{name} contains NaN or {-allowed} entries (only {allowed} is allowed)")
+            raise ValueError(
+                f"{name} contains NaN or {-allowed} entries (only {allowed} is allowed)"
+            )
     Q = present["Q"]
     asym = (Q - Q.mT).abs().amax()
     scale = Q.abs().amax().clamp_min(1.0)
     if bool(asym > 100 * torch.finfo(Q.dtype).eps * scale):
         raise ValueError(
-            f"Q must be symmetric; max |Q - Q^T| = {float(asym):.3g} (symmetrize with (Q + Q.mT) / 2)"
+            f"Q must be symmetric; max |Q - Q^T| = {float(asym):.3g} "
+            "(symmetrize with (Q + Q.mT) / 2)"
         )
