@@ -15,19 +15,14 @@ from collections import defaultdict
 from optnet.bench import TABLE_COLUMNS, table_rows
 from optnet.benchmarking.report import format_markdown
 from optnet.experiments._common import read_json_lines
-from optnet.maros_meszaros import success_rates
+from optnet.maros_meszaros import OUTCOME_COLUMNS, success_rates
 
 FAILURE_COLUMNS = (
     ("problem", "problem", ""),
     ("n", "n", ""),
     ("m", "m (G rows)", ""),
     ("neq", "neq", ""),
-    ("tier", "tier", ""),
-    ("status", "status", ""),
-    ("iterations", "iters", ""),
-    ("primal_residual", "primal", ".1e"),
-    ("dual_residual", "dual", ".1e"),
-    ("duality_gap", "gap", ".1e"),
+    *OUTCOME_COLUMNS,
     ("failing", "failing", ""),
     ("dual_inf_norm", "max dual", ".1e"),
     ("objective_error", "obj err", ".1e"),

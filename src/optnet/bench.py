@@ -156,12 +156,9 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":  # ``python -m optnet.bench ...``: this subcommand alone
-    import logging
+if __name__ == "__main__":  # ``python -m optnet.bench ...`` is ``optnet bench ...``
     import sys
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    _parser = argparse.ArgumentParser(prog="optnet")
-    register(_parser.add_subparsers())
-    _args = _parser.parse_args(["bench", *sys.argv[1:]])
-    sys.exit(_args.func(_args))
+    from .cli import main as cli_main
+
+    sys.exit(cli_main(["bench", *sys.argv[1:]]))

@@ -34,17 +34,22 @@ logger = logging.getLogger("optnet")
 DEFAULT_DATA = SHARED_DATA / "maros_meszaros"
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
-TABLE_COLUMNS = (
-    ("problem", "problem", ""),
-    ("n", "n", ""),
-    ("m", "m", ""),
-    ("neq", "neq", ""),
+# how one (problem, tier) solve went: shared by the text table and benchmarks/to_markdown.py
+OUTCOME_COLUMNS = (
     ("tier", "tier", ""),
     ("status", "status", ""),
     ("iterations", "iters", ""),
     ("primal_residual", "primal", ".1e"),
     ("dual_residual", "dual", ".1e"),
     ("duality_gap", "gap", ".1e"),
+)
+
+TABLE_COLUMNS = (
+    ("problem", "problem", ""),
+    ("n", "n", ""),
+    ("m", "m", ""),
+    ("neq", "neq", ""),
+    *OUTCOME_COLUMNS,
     ("objective_error", "obj err", ".1e"),
     ("time_s", "time s", ".3f"),
     ("passed", "pass", ""),
@@ -254,11 +259,9 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":  # ``python -m optnet.maros_meszaros ...``: this subcommand alone
+if __name__ == "__main__":  # ``python -m optnet.maros_meszaros``: ``optnet maros-meszaros``
     import sys
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    _parser = argparse.ArgumentParser(prog="optnet")
-    register(_parser.add_subparsers())
-    _args = _parser.parse_args(["maros-meszaros", *sys.argv[1:]])
-    sys.exit(_args.func(_args))
+    from .cli import main as cli_main
+
+    sys.exit(cli_main(["maros-meszaros", *sys.argv[1:]]))

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..experiments._common import save_figure
+
 
 def _cell(value: Any, fmt: str) -> str:
     if value is None:
@@ -67,9 +69,4 @@ def plot_time_vs_batch(records: Sequence[dict[str, Any]], path: Path, *, title: 
     axes[0][0].set_ylabel("median time [s] (solid: fwd+bwd, dashed: fwd)")
     axes[0][-1].legend(fontsize=7)
     fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

@@ -1,16 +1,19 @@
-"""Shared plumbing of the experiments: seeding, devices, progress bars, JSON lines, plots."""
+"""Experiment plumbing: seeding, devices, progress bars, JSON lines, plots, checkpoints."""
 
 from __future__ import annotations
 
 import json
+import logging
 import random
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 # ../shared/data beside the repository: the default location of the shared data sets.
 SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
@@ -83,9 +86,49 @@ def plot_curves(
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend()
+    return save_figure(fig, path, dpi=120)
+
+
+def save_figure(fig, path: Path, *, dpi: int) -> Path:
+    """Lay out a matplotlib figure, save it as ``path`` (making its folder) and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
+
+
+def can_plot() -> bool:
+    """matplotlib is an optional extra: without it, runs still train and log, minus the PNGs."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        logging.getLogger("optnet").warning("matplotlib is not installed: skipping the plots")
+        return False
+    return True
+
+
+def save_checkpoint(path: Path, model: nn.Module, config: Any, extra: dict[str, Any]) -> None:
+    """Save ``model``'s weights (on the CPU), its dataclass ``config`` and ``extra`` entries."""
+    state = {name: value.detach().cpu() for name, value in model.state_dict().items()}
+    torch.save({"config": asdict(config), "state_dict": state, **extra}, path)
+
+
+def restore_checkpoint(
+    path: Path,
+    config_type: type,
+    build: Callable[[Any], nn.Module],
+    device: torch.device | str = "cpu",
+) -> tuple[nn.Module, Any, dict[str, Any]]:
+    """Read a ``save_checkpoint`` file: ``(model on device, config, checkpoint dict)``.
+
+    ``build(config_type(**saved config))`` makes the model the weights are loaded into.
+    """
+    ckpt = torch.load(path, map_location=device, weights_only=True)
+    config = config_type(**ckpt["config"])
+    model = build(config)
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(device), config, ckpt

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,7 +22,16 @@ from torch.nn import functional as F
 
 from .._options import SolverOptions
 from ..nn import OptNetLayer
-from ._common import JsonLines, plot_curves, progress, resolve_device, seed_everything
+from ._common import (
+    JsonLines,
+    can_plot,
+    plot_curves,
+    progress,
+    resolve_device,
+    restore_checkpoint,
+    save_checkpoint,
+    seed_everything,
+)
 
 MODEL_KINDS = ("fc", "optnet")
 _CPU = torch.device("cpu")
@@ -140,18 +148,9 @@ def train_epoch(
     return total / len(y)
 
 
-def save_checkpoint(path: Path, model: nn.Module, config: ClassifierConfig, extra: dict) -> None:
-    state = {name: value.detach().cpu() for name, value in model.state_dict().items()}
-    torch.save({"config": asdict(config), "state_dict": state, **extra}, path)
-
-
 def load_checkpoint(path: Path, device=_CPU):
-    """Return ``(model, config, checkpoint dict)``."""
-    ckpt = torch.load(path, map_location=device, weights_only=True)
-    config = ClassifierConfig(**ckpt["config"])
-    model = DigitClassifier(config)
-    model.load_state_dict(ckpt["state_dict"])
-    return model.to(device), config, ckpt
+    """Return ``(model, config, checkpoint dict)`` of a ``save_checkpoint`` file."""
+    return restore_checkpoint(path, ClassifierConfig, DigitClassifier, device)
 
 
 def train_one_seed(
@@ -202,7 +201,7 @@ def train_one_seed(
         log.write(record)
         print(json.dumps(record), flush=True)
     save_checkpoint(out / "model.pt", model, config, {"seed": seed, "history": records})
-    if _can_plot():
+    if can_plot():
         plot_curves(
             records,
             ["test_error"],
@@ -212,16 +211,6 @@ def train_one_seed(
             logy=True,
         )
     return records[-1]
-
-
-def _can_plot() -> bool:
-    """matplotlib is an optional extra: without it, runs still train and log, minus the PNGs."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        logging.getLogger("optnet").warning("matplotlib is not installed: skipping the plots")
-        return False
-    return True
 
 
 def summarize(results: list[dict]) -> dict:

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,13 +28,15 @@ from .._options import SolverOptions
 from ..functional import solve_qp
 from ._common import (
     JsonLines,
+    can_plot,
     plot_curves,
     progress,
     resolve_device,
+    restore_checkpoint,
+    save_checkpoint,
+    save_figure,
     seed_everything,
 )
-
-logger = logging.getLogger("optnet")
 
 MODEL_KINDS = ("fc", "tv", "optnet", "optnet-tv")
 _DEFAULT_LR = {"fc": 1e-3, "optnet": 1e-2, "optnet-tv": 1e-4}
@@ -293,18 +294,9 @@ def train_step(
     return float(mse.detach())
 
 
-def save_checkpoint(path: Path, model: nn.Module, config: ModelConfig, extra: dict) -> None:
-    state = {name: value.detach().cpu() for name, value in model.state_dict().items()}
-    torch.save({"config": asdict(config), "state_dict": state, **extra}, path)
-
-
 def load_checkpoint(path: Path, device: torch.device = _CPU):
-    """Return ``(model, config, checkpoint dict)``."""
-    ckpt = torch.load(path, map_location=device, weights_only=True)
-    config = ModelConfig(**ckpt["config"])
-    model = build_model(config)
-    model.load_state_dict(ckpt["state_dict"])
-    return model.to(device), config, ckpt
+    """Return ``(model, config, checkpoint dict)`` of a ``save_checkpoint`` file."""
+    return restore_checkpoint(path, ModelConfig, build_model, device)
 
 
 def plot_examples(
@@ -325,12 +317,7 @@ def plot_examples(
             ax.plot(out[i], lw=1.1, label=name)
     axes[0, 0].legend(ncol=2 + len(outputs), fontsize=7, loc="upper right")
     axes[-1, 0].set_xlabel("position")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=80)
 
 
 # --------------------------------------------------------------------------------------------
@@ -487,7 +474,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 )
                 break
     _save(out, model, config, args, records)
-    if _can_plot():
+    if can_plot():
         _plot_run(out, model, data, records, grid_records, args.model, device)
     print(
         json.dumps(
@@ -505,16 +492,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _save(out: Path, model: nn.Module, config: ModelConfig, args, records: list[dict]) -> None:
     data_info = {"data_seed": args.data_seed, "n_train": args.n_train, "n_test": args.n_test}
     save_checkpoint(out / "model.pt", model, config, {"data": data_info, "history": records})
-
-
-def _can_plot() -> bool:
-    """matplotlib is an optional extra: without it, runs still train and log, minus the PNGs."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        logger.warning("matplotlib is not installed: skipping the plots")
-        return False
-    return True
 
 
 def _plot_run(out, model, data, records, grid_records, kind, device) -> None:
@@ -580,7 +557,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.json").write_text(json.dumps(rows, indent=1))
-    if _can_plot():
+    if can_plot():
         plot_examples(clean[: args.examples], noisy[: args.examples], outputs, out / "examples.png")
     print(json.dumps({"results": rows}))
     return 0
