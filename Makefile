@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TORCH_VERSION := 2.13.0
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint clean
 
 $(VENV)/.torch:
 	$(PYTHON) -m venv $(VENV)
