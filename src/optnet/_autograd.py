@@ -9,7 +9,6 @@ from ._broadcast import reduce_to_batch_of_input
 from ._problem import Problem
 
 _INPUT_NAMES = ("Q", "p", "G", "h", "A", "b", "lb", "ub")
-_DIFFERENTIABLE_OUTPUTS = 6  # z, lam, nu, s, lam_lb, lam_ub
 
 
 class QPFunction(torch.autograd.Function):

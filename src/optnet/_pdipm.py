@@ -360,6 +360,14 @@ def run_eager(iteration: Iteration, state: IPMState, check_period: int) -> IPMSt
 
 def solve(problem: Problem, options: SolverOptions) -> IPMResult:
     """Run the interior-point loop on a validated, batched problem."""
+    result = _solve(problem, options)
+    if logger.isEnabledFor(logging.DEBUG):  # a host sync: only when asked for
+        counts = {QPStatus(c).name: int(k) for c, k in enumerate(result.status.bincount()) if k}
+        logger.debug("interior point: %d problems, statuses %s", problem.batch, counts)
+    return result
+
+
+def _solve(problem: Problem, options: SolverOptions) -> IPMResult:
     check_period = options.host_check_period(problem.p.device)
     if options.equilibrate:  # runs eagerly: meant for large, badly scaled problems
         scaled, scaling = equilibrate(problem, options.ruiz_iters)
@@ -402,8 +410,6 @@ def finish(iteration: Iteration, state: IPMState) -> IPMResult:
     cert_primal = z / inf_norm(z).clamp_min(tiny).unsqueeze(-1)
     cert_primal = cert_primal * (status == QPStatus.DUAL_INFEASIBLE).unsqueeze(-1)
     reg = options.regularization * 100.0**state.bumps
-    if logger.isEnabledFor(logging.DEBUG):
-        logger.debug("interior point: statuses %s", status.bincount().tolist())
     return IPMResult(
         z, s, lam, nu, status, state.iterations, res, cert_dual, cert_primal,
         reg.to(z.dtype),
