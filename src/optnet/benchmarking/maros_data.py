@@ -76,10 +76,14 @@ def _float_column(value) -> np.ndarray:
 
 
 def _finite(values: np.ndarray) -> np.ndarray:
-    """Map the files' +-1e20 to +-inf."""
+    """Map the files' +-1e20 to +-inf.
+
+    Some files hold 9.999999999999998e19 rather than 1e20 (a rounding in their conversion),
+    so anything within a factor 10 of the marker counts as infinite.
+    """
     out = values.copy()
-    out[out >= INFINITY] = np.inf
-    out[out <= -INFINITY] = -np.inf
+    out[out >= INFINITY / 10] = np.inf
+    out[out <= -INFINITY / 10] = -np.inf
     return out
 
 
