@@ -97,3 +97,17 @@ def test_mixed_batch_statuses_and_error_message():
     with pytest.raises(QPSolveError, match=r"1 of 3 problem\(s\) at batch index \[1\]: PRIMAL_INF"):
         sol.raise_for_status()
     assert all(torch.isfinite(x).all() for x in (sol.z, sol.lam, sol.s))
+
+
+def test_unreachable_tolerance_returns_the_best_iterate():
+    from helpers import random_qp
+
+    Q, p, G, h, A, b = random_qp(4, 15, 20, 3, seed=1)
+    reachable = optnet.solve_qp(Q, p, G, h, A, b, options=optnet.SolverOptions(eps_abs=1e-11))
+    # 1e-18 is below float64 round-off: every problem runs to max_iter, and late iterations
+    # may drift; what comes back is each problem's best point, not its last one.
+    options = optnet.SolverOptions(eps_abs=1e-18, eps_rel=0.0, max_iter=60)
+    sol = optnet.solve_qp(Q, p, G, h, A, b, options=options)
+    assert (sol.status == QPStatus.MAX_ITER).all()
+    assert float((sol.z - reachable.z).abs().max()) < 1e-7
+    assert float(sol.dual_residual.max()) < 1e-9

@@ -8,6 +8,7 @@ iterations only, so an iteration has no host-device synchronization.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -201,7 +202,12 @@ def _certificates(problem: Problem, z, lam, nu, eps: float):
 
 @dataclass(frozen=True)
 class IPMState:
-    """Everything one iteration reads and writes; all tensors, so a chunk can be graph-captured."""
+    """Everything one iteration reads and writes; all tensors, so a chunk can be graph-captured.
+
+    ``best_*`` keep each problem's iterate with the smallest normalized residual so far: when
+    the tolerance is out of reach, late iterations can drift away from a nearly optimal
+    point, and an unsolved problem then returns its best point (still with its honest status).
+    """
 
     z: torch.Tensor
     s: torch.Tensor
@@ -210,17 +216,32 @@ class IPMState:
     status: torch.Tensor  # (B,) int64: _RUNNING or a final QPStatus
     iterations: torch.Tensor  # (B,) int64
     bumps: torch.Tensor  # (B,) int64: times the regularization was raised after a failed factor
+    best_z: torch.Tensor
+    best_s: torch.Tensor
+    best_lam: torch.Tensor
+    best_nu: torch.Tensor | None
+    best_merit: torch.Tensor  # (B,) max of residual / tolerance at the best iterate
 
     def tensors(self) -> list[torch.Tensor]:
-        return [x for x in (self.z, self.s, self.lam, self.nu) if x is not None] + [
-            self.status, self.iterations, self.bumps,
-        ]  # fmt: skip
+        values = (getattr(self, f.name) for f in dataclasses.fields(self))
+        return [x for x in values if x is not None]
 
     def replace_tensors(self, tensors: list[torch.Tensor]) -> IPMState:
         it = iter(tensors)
-        z, s, lam = next(it), next(it), next(it)
-        nu = None if self.nu is None else next(it)
-        return IPMState(z, s, lam, nu, next(it), next(it), next(it))
+        values = {
+            f.name: None if getattr(self, f.name) is None else next(it)
+            for f in dataclasses.fields(self)
+        }
+        return IPMState(**values)
+
+    def iterate(self, best: torch.Tensor | None = None):
+        """(z, s, lam, nu): the current iterate, or per problem the best one where ``best``."""
+        current = (self.z, self.s, self.lam, self.nu)
+        if best is None:
+            return current
+        kept = (self.best_z, self.best_s, self.best_lam, self.best_nu)
+        pick = best.unsqueeze(-1)
+        return tuple(None if c is None else torch.where(pick, k, c) for c, k in zip(current, kept))
 
 
 class Iteration:
@@ -255,7 +276,9 @@ class Iteration:
         return self.scaling.unscale(self.problem, state.z, state.s, state.lam, state.nu)
 
     def assess(self, state: IPMState, check_certificates: bool, res: Residuals | None = None):
-        """Update statuses on the original data; returns (status, running, gap tolerance).
+        """Statuses on the original data: (status, running, gap tolerance, merit).
+
+        ``merit`` is the largest ratio of a residual to its tolerance (<= 1 means converged).
 
         ``res`` are the residuals of ``state`` when no scaling is in use (saves recomputing).
         """
@@ -276,13 +299,27 @@ class Iteration:
         status = torch.where(running & converged, int(QPStatus.SOLVED), status)
         status = torch.where(state.bumps > _MAX_REG_BUMPS, int(QPStatus.NUMERICAL_ERROR), status)
         running = (status == _RUNNING) & (state.iterations < self.options.max_iter)
-        return status, running, gap_tolerance
+        merit = torch.maximum(
+            res.primal / (self.eps_abs + self.eps_rel * res.primal_scale),
+            res.dual / (self.eps_abs + self.eps_rel * res.dual_scale),
+        )
+        merit = torch.maximum(merit, res.gap / gap_tolerance)
+        merit = torch.where(torch.isfinite(merit), merit, torch.full_like(merit, float("inf")))
+        return status, running, gap_tolerance, merit
 
     def __call__(self, state: IPMState, check_certificates: bool) -> IPMState:
         problem, mask, count = self.problem, self.mask, self.count
         z, s, lam, nu = state.z, state.s, state.lam, state.nu
         res = residuals(problem, z, s, lam, nu)
-        status, running, gap_tolerance = self.assess(state, check_certificates, res)
+        status, running, gap_tolerance, merit = self.assess(state, check_certificates, res)
+        better = (running & (merit < state.best_merit)).unsqueeze(-1)
+        best = [
+            None if x is None else torch.where(better, x, kept)
+            for x, kept in zip(
+                (z, s, lam, nu), (state.best_z, state.best_s, state.best_lam, state.best_nu)
+            )
+        ]
+        best_merit = torch.where(better.squeeze(-1), merit, state.best_merit)
         if self.scaling is not None:
             gap_tolerance = gap_tolerance * self.scaling.c.squeeze(-1)  # gap in scaled units
 
@@ -334,6 +371,7 @@ class Iteration:
             z, s, lam, nu, status,
             state.iterations + running.long(),
             state.bumps + (running & ~f.ok).long(),
+            *best, best_merit,
         )  # fmt: skip
 
     def running(self, state: IPMState) -> torch.Tensor:
@@ -347,7 +385,9 @@ def initial_state(problem: Problem, options: SolverOptions) -> IPMState:
     status = torch.full((batch,), _RUNNING, dtype=torch.int64, device=device)
     status = _bounds_infeasible(problem, status)
     zeros = torch.zeros(batch, dtype=torch.int64, device=device)
-    return IPMState(z, s, lam, nu, status, zeros, zeros.clone())
+    best = [None if x is None else x.clone() for x in (z, s, lam, nu)]
+    no_merit = torch.full((batch,), float("inf"), dtype=z.dtype, device=device)
+    return IPMState(z, s, lam, nu, status, zeros, zeros.clone(), *best, no_merit)
 
 
 def run_eager(iteration: Iteration, state: IPMState, check_period: int) -> IPMState:
@@ -390,9 +430,12 @@ def _solve(problem: Problem, options: SolverOptions) -> IPMResult:
 def finish(iteration: Iteration, state: IPMState) -> IPMResult:
     """Final assessment of the last iterate, statuses, certificates, on the original data."""
     problem, options = iteration.original, iteration.options
-    status, _, _ = iteration.assess(state, check_certificates=True)
+    status, _, _, merit = iteration.assess(state, check_certificates=True)
     status = torch.where(status == _RUNNING, int(QPStatus.MAX_ITER), status)
-    z, s, lam, nu = iteration.unscaled(state)
+    unsolved = (status == QPStatus.MAX_ITER) | (status == QPStatus.NUMERICAL_ERROR)
+    use_best = unsolved & (state.best_merit < merit)
+    z, s, lam, nu = state.iterate(use_best)
+    z, s, lam, nu = iteration.unscaled(dataclasses.replace(state, z=z, s=s, lam=lam, nu=nu))
     res = residuals(problem, z, s, lam, nu)
     tiny = iteration.tiny
     cert_dual = torch.cat([lam] + ([nu] if nu is not None else []), -1)
