@@ -225,18 +225,6 @@ class IPMState:
     best_nu: torch.Tensor | None
     best_merit: torch.Tensor  # (B,) max of residual / tolerance at the best iterate
 
-    def tensors(self) -> list[torch.Tensor]:
-        values = (getattr(self, f.name) for f in dataclasses.fields(self))
-        return [x for x in values if x is not None]
-
-    def replace_tensors(self, tensors: list[torch.Tensor]) -> IPMState:
-        it = iter(tensors)
-        values = {
-            f.name: None if getattr(self, f.name) is None else next(it)
-            for f in dataclasses.fields(self)
-        }
-        return IPMState(**values)
-
     def iterate(self, best: torch.Tensor | None = None):
         """(z, s, lam, nu): the current iterate, or per problem the best one where ``best``."""
         current = (self.z, self.s, self.lam, self.nu)
