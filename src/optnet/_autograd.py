@@ -6,9 +6,23 @@ import torch
 
 from . import _implicit, _pdipm
 from ._broadcast import reduce_to_batch_of_input
+from ._options import SolverOptions
 from ._problem import Problem
 
 _INPUT_NAMES = ("Q", "p", "G", "h", "A", "b", "lb", "ub")
+
+
+def _use_fused_kernel(problem: Problem, options: SolverOptions) -> bool:
+    """Whether this solve goes to the fused Triton kernel (``_fused``) instead of ``_pdipm``."""
+    if options.fused_kernel is False:
+        return False
+    try:
+        from . import _fused
+    except ImportError:
+        if options.fused_kernel:
+            raise ImportError("SolverOptions(fused_kernel=True) needs Triton installed") from None
+        return False
+    return _fused.usable(problem, options)
 
 
 class QPFunction(torch.autograd.Function):
@@ -24,7 +38,14 @@ class QPFunction(torch.autograd.Function):
         inputs = (Q, p, G, h, A, b, lb, ub)
         dtype = options.compute_dtype or p.dtype
         problem = Problem.from_inputs(*(None if x is None else x.to(dtype) for x in inputs), batch)
-        r = _pdipm.solve(problem, options)
+        factor = None
+        if _use_fused_kernel(problem, options):
+            from . import _fused
+
+            want_factor = any(x is not None and x.requires_grad for x in inputs)
+            r, factor = _fused.solve(problem, options, want_factor)
+        else:
+            r = _pdipm.solve(problem, options)
         lam_g, lam_lb, lam_ub = problem.split_rows(r.lam)
         s_g = problem.split_rows(r.s)[0]
         res = r.residuals
@@ -36,14 +57,14 @@ class QPFunction(torch.autograd.Function):
             *map(out, (r.z, lam_g, r.nu, s_g, lam_lb, lam_ub)),
             r.status, r.iterations, *map(out, (res.primal, res.dual, res.gap)),
             *map(out, (r.certificate_dual, r.certificate_primal)),
-            (problem, r),
+            (problem, r, factor),
         )  # fmt: skip
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        problem, r = output[-1]
-        ctx.problem, ctx.factor = problem, None
-        if any(ctx.needs_input_grad[:8]):
+        problem, r, factor = output[-1]
+        ctx.problem, ctx.factor = problem, factor
+        if any(ctx.needs_input_grad[:8]) and factor is None:
             # Factor once at the solution; backward reuses it (and factors nothing itself).
             with torch.no_grad():
                 ctx.factor = _implicit.factor_at_solution(

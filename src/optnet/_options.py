@@ -41,6 +41,11 @@ class SolverOptions:
         compile: with ``cuda_graphs`` on CUDA, also ``torch.compile`` the iteration, fusing its
             elementwise work (about 6x fewer kernels). Costs 20-60 s of compilation per new
             problem shape: worth it in training loops that solve one shape many times.
+        fused_kernel: solve each problem in one program of a single Triton kernel (the whole
+            interior-point loop in registers; ``optnet._fused``). ``None``: on CUDA whenever
+            Triton is installed and the problem is small enough (padded n and neq <= 64,
+            padded rows (m + bounds) * n <= 4096); ``True``: always, raising if the problem is
+            too large (on CPU it needs ``TRITON_INTERPRET=1``, for testing); ``False``: never.
 
     Example:
         >>> SolverOptions(eps_abs=1e-10, max_iter=100)
@@ -58,6 +63,7 @@ class SolverOptions:
     compute_dtype: torch.dtype | None = None
     cuda_graphs: bool = True
     compile: bool = False
+    fused_kernel: bool | None = None
 
     def __post_init__(self):
         for name in ("eps_abs", "eps_rel"):
@@ -84,6 +90,10 @@ class SolverOptions:
             raise ValueError(
                 f"SolverOptions.compute_dtype must be None, torch.float32 or torch.float64, "
                 f"got {self.compute_dtype!r}"
+            )
+        if self.fused_kernel not in (None, True, False):
+            raise ValueError(
+                f"SolverOptions.fused_kernel must be None, True or False, got {self.fused_kernel!r}"
             )
         for name in ("regularization", "eps_infeasible"):
             value = getattr(self, name)
