@@ -67,10 +67,9 @@ def usable(problem: Problem, options: SolverOptions) -> bool:
     """Whether ``options`` ask for the fused kernel on this problem (raises if it can't)."""
     if options.fused_kernel is False or options.equilibrate:
         return False
-    on_device = problem.p.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"
     if options.fused_kernel is None:
-        return on_device and fits(problem)
-    if not on_device:
+        return problem.p.is_cuda and fits(problem)
+    if not (problem.p.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"):
         raise ValueError(
             "SolverOptions(fused_kernel=True) needs a CUDA device (or TRITON_INTERPRET=1 on CPU)"
         )

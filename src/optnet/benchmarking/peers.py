@@ -55,6 +55,7 @@ class OptNetPeer(Peer):
     name = "optnet"
 
     compile = False
+    fused_kernel = None
 
     def __init__(self, max_iter: int = 50):
         self.max_iter = max_iter
@@ -63,7 +64,11 @@ class OptNetPeer(Peer):
         from optnet import SolverOptions, solve_qp
 
         options = SolverOptions(
-            eps_abs=eps, eps_rel=eps, max_iter=self.max_iter, compile=self.compile
+            eps_abs=eps,
+            eps_rel=eps,
+            max_iter=self.max_iter,
+            compile=self.compile,
+            fused_kernel=self.fused_kernel,
         )
         run = PeerRun(solve=lambda: None)
 
@@ -85,6 +90,17 @@ class OptNetCompiledPeer(OptNetPeer):
 
     name = "optnet-compiled"
     compile = True
+
+
+class OptNetBatchedPeer(OptNetPeer):
+    """optnet with ``SolverOptions(fused_kernel=False)``: the batched tensor solver only.
+
+    Differs from ``optnet`` only where the fused Triton kernel would be used (small problems
+    on CUDA); compares the two paths in one run.
+    """
+
+    name = "optnet-batched"
+    fused_kernel = False
 
 
 class QpthPeer(Peer):
@@ -163,6 +179,7 @@ class CvxpyLayersPeer(Peer):
 PEERS: dict[str, type[Peer]] = {
     "optnet": OptNetPeer,
     "optnet-compiled": OptNetCompiledPeer,
+    "optnet-batched": OptNetBatchedPeer,
     "qpth": QpthPeer,
     "qplayer": QPLayerPeer,
     "cvxpylayers": CvxpyLayersPeer,
