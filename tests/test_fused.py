@@ -63,12 +63,13 @@ def test_bounds_with_infinite_entries_and_shared_inputs():
 
 
 def test_gradients_match_batched_solver():
-    data = _on_device(random_qp(2, 4, 5, 1, seed=4))
-    lb = torch.full((4,), -0.5, dtype=torch.float64, device=DEVICE)
+    data = _on_device(random_qp(2, 4, 5, 1, seed=5))
+    lb = torch.full((4,), -0.2, dtype=torch.float64, device=DEVICE)  # one bound active
     grads = []
     for options in (FUSED, BATCHED):
         inputs = [x.clone().requires_grad_() for x in [*data, lb]]
         sol = optnet.solve_qp(*inputs[:6], lb=inputs[6], options=options)
+        assert bool(sol.solved.all())
         loss = sol.z.sin().sum() + sol.lam.cos().sum() + sol.nu.sum() + sol.lam_lb.square().sum()
         grads.append(torch.autograd.grad(loss, inputs))
     for name, a, b in zip(("Q", "p", "G", "h", "A", "b", "lb"), *grads):

@@ -89,7 +89,9 @@ class FusedResiduals:
     gap: torch.Tensor
 
 
-def solve(problem: Problem, options: SolverOptions, want_factor: bool):
+def solve(
+    problem: Problem, options: SolverOptions, want_factor: bool, num_warps: int | None = None
+):
     """Solve every problem of the batch in one launch.
 
     Returns ``(IPMResult, KKTFactor | None)``: the factor at the solution for the backward pass
@@ -125,10 +127,13 @@ def solve(problem: Problem, options: SolverOptions, want_factor: bool):
     cert_dual, cert_primal = new(m_all + neq), new(n)
     factor = [new(n, n), new(n, n), new(n), new(n, neq), new(neq, neq), new(neq)]
     factor_ok = new(kind=torch.int8)
-    num_warps = 1 if n_pad * max(m_pad, n_pad) <= 512 else 4
-    _ipm_kernel[(batch,)](
+    scratch = new(16)
+    if num_warps is None:
+        num_warps = 1 if n_pad * max(m_pad, n_pad) <= 512 else 4
+    solve.last_kernel = _ipm_kernel[(batch,)](
         *(x for x, _ in inputs), params, *(stride for _, stride in inputs),
         z, s, lam, nu, status, iterations, residuals, regularization, cert_dual, cert_primal,
+        scratch,
         *factor, factor_ok,
         n, 0 if problem.G is None else problem.G.shape[-2], m_all, neq,
         options.max_iter, options.refine_steps,
@@ -137,6 +142,9 @@ def solve(problem: Problem, options: SolverOptions, want_factor: bool):
         SAFEGUARD=dtype == torch.float64, WANT_FACTOR=want_factor,
         MAX_BUMPS=_MAX_REG_BUMPS, SAFEGUARD_AFTER=_SAFEGUARD_AFTER, STEP=_STEP_FRACTION,
         num_warps=num_warps,
+        # Contracting a*b+c into FMAs where the compiler sees fit rounds copies of one value
+        # differently in different threads: measured, it broke convergence near the solution.
+        enable_fp_fusion=False,
     )  # fmt: skip
     result = IPMResult(
         z, s, lam, nu if neq else None, status, iterations,
@@ -193,6 +201,21 @@ def _norm_inf(x):
 @triton.jit
 def _all_finite(x):
     return tl.sum(tl.where(tl.abs(x) < float("inf"), 0, 1), axis=0) == 0
+
+
+@triton.jit
+def _uniform(x, scratch_ptr, slot: tl.constexpr):
+    """``x`` as one value for the whole program.
+
+    A scalar computed from reductions can differ in its last bits between the threads that
+    hold copies of it, and a comparison of it can then go different ways in different threads:
+    threads would update their parts of the iterate differently or leave the loop at different
+    passes (a hang). One thread stores it, all reload it, so every decision is made once.
+    """
+    tl.debug_barrier()
+    tl.store(scratch_ptr + slot, x.to(scratch_ptr.dtype.element_ty))
+    tl.debug_barrier()
+    return tl.load(scratch_ptr + slot, volatile=True)
 
 
 @triton.jit
@@ -376,12 +399,19 @@ def _certificates(Q, p, C, h, mask, A, b, z, lam, nu, in_m, eps, tiny, HAS_A: tl
 # The solve
 
 
-@triton.jit
+# Sizes, strides and counts vary between calls: specializing on them (Triton's default for
+# integers equal to 1 or divisible by 16) would recompile the kernel, seconds each time.
+@triton.jit(
+    do_not_specialize=[
+        "Q_stride", "p_stride", "G_stride", "A_stride", "b_stride", "h_stride", "mask_stride",
+        "n", "m", "m_all", "neq", "max_iter", "refine",
+    ]
+)  # fmt: skip
 def _ipm_kernel(
     Q_ptr, p_ptr, G_ptr, A_ptr, b_ptr, h_ptr, mask_ptr, params_ptr,
     Q_stride, p_stride, G_stride, A_stride, b_stride, h_stride, mask_stride,
     z_ptr, s_ptr, lam_ptr, nu_ptr, status_ptr, iterations_ptr, residuals_ptr, reg_ptr,
-    cert_dual_ptr, cert_primal_ptr,
+    cert_dual_ptr, cert_primal_ptr, scratch_ptr,
     H_ptr, H_inv_ptr, H_d_ptr, Hinv_At_ptr, S_inv_ptr, S_d_ptr, factor_ok_ptr,
     n, m, m_all, neq, max_iter, refine,
     NP: tl.constexpr, MP: tl.constexpr, EP: tl.constexpr,
@@ -390,6 +420,7 @@ def _ipm_kernel(
     MAX_BUMPS: tl.constexpr, SAFEGUARD_AFTER: tl.constexpr, STEP: tl.constexpr,
 ):  # fmt: skip
     pid = tl.program_id(0).to(tl.int64)
+    scratch_ptr += pid * 16
     idx_n, idx_m, idx_e = tl.arange(0, NP), tl.arange(0, MP), tl.arange(0, EP)
     in_n, in_m, in_e = idx_n < n, idx_m < m_all, idx_e < neq
     eps_abs, eps_rel = tl.load(params_ptr), tl.load(params_ptr + 1)
@@ -433,6 +464,7 @@ def _ipm_kernel(
     H, H_inv, H_d, Hinv_At, S_inv, S_d, ok = _factor_kkt(
         Q, C, mask, A, regularization, n, neq, idx_n, idx_e, eps_n, eps_e, tiny, NP, EP, HAS_A
     )
+    ok = _uniform(ok, scratch_ptr, 8) != 0
     r1 = -p + _mtv(C, h * mask)
     z, nu = _solve_regularized(H_inv, H_d, A, Hinv_At, S_inv, S_d, r1, b, HAS_A)
     for _ in range(0, refine):
@@ -447,7 +479,7 @@ def _ipm_kernel(
     sl = tl.sum(s * lam, axis=0)
     s_new = s + 0.5 * sl / tl.maximum(tl.sum(lam, axis=0), 1e-30)
     lam_new = lam + 0.5 * sl / tl.maximum(tl.sum(s, axis=0), 1e-30)
-    degenerate = (sl <= 0) | ~_all_finite(s_new + lam_new)
+    degenerate = _uniform((sl <= 0) | ~_all_finite(s_new + lam_new), scratch_ptr, 0) != 0
     s = tl.where(degenerate, 1.0, tl.maximum(s_new, 1e-8))
     lam = tl.where(degenerate, 1.0, tl.maximum(lam_new, 1e-8))
     s = tl.where(mask > 0, s, 1.0)
@@ -458,8 +490,8 @@ def _ipm_kernel(
     best_merit = tl.sum(p * 0.0, axis=0) + float("inf")
     merit = best_merit
     reg = regularization
-    iterations = 0
-    bumps = 0
+    iterations = tl.zeros([], dtype=tl.int32)
+    bumps = tl.zeros([], dtype=tl.int32)
     go = status == _RUNNING_
     while go:
         r_dual, r_eq, r_ineq, mu, primal, dual, gap, primal_scale, dual_scale, gap_scale = (
@@ -475,57 +507,64 @@ def _ipm_kernel(
         status = tl.where(was_running & p_inf, _PRIMAL_INF, status)
         status = tl.where(was_running & converged, _SOLVED, status)
         status = tl.where(bumps > MAX_BUMPS, _NUMERICAL, status)
+        status = _uniform(status, scratch_ptr, 1).to(tl.int32)
         running = (status == _RUNNING_) & (iterations < max_iter)
         merit = tl.maximum(tl.maximum(primal / primal_tol, dual / dual_tol), gap / gap_tol)
         merit = tl.where(merit < float("inf"), merit, float("inf"))  # NaN -> inf
+        merit = _uniform(merit, scratch_ptr, 2)
         better = running & (merit < best_merit)
         best_z, best_s = tl.where(better, z, best_z), tl.where(better, s, best_s)
         best_lam, best_nu = tl.where(better, lam, best_lam), tl.where(better, nu, best_nu)
         best_merit = tl.where(better, merit, best_merit)
-        if running:
-            H, H_inv, H_d, Hinv_At, S_inv, S_d, ok = _factor_kkt(
-                Q, C, lam / s * mask, A, reg, n, neq, idx_n, idx_e, eps_n, eps_e, tiny,
-                NP, EP, HAS_A,
-            )  # fmt: skip
-            # Predictor (affine scaling), unrefined: it only chooses the centering.
-            pz, ps, plam, pnu = _direction(
-                Q, C, A, H_inv, H_d, Hinv_At, S_inv, S_d, s, lam, mask, r_dual, r_eq, r_ineq,
-                s * lam, 0, HAS_A,
-            )  # fmt: skip
-            alpha_aff = tl.minimum(_max_step(s, ps, mask), _max_step(lam, plam, mask))
-            mu_aff = tl.sum((s + alpha_aff * ps) * mask * (lam + alpha_aff * plam), 0) / count
-            sigma = tl.minimum(tl.maximum(mu_aff / tl.maximum(mu, tiny), 0.0), 1.0)
-            sigma = sigma * sigma * sigma
-            mu_target = tl.maximum(sigma * mu, 0.1 * gap_tol / count)
-            r_comp = (s * lam + ps * plam - mu_target) * mask
-            dz, ds, dlam, dnu = _direction(
-                Q, C, A, H_inv, H_d, Hinv_At, S_inv, S_d, s, lam, mask, r_dual, r_eq, r_ineq,
-                r_comp, refine, HAS_A,
-            )  # fmt: skip
-            alpha = tl.minimum(_max_step(s, ds, mask), _max_step(lam, dlam, mask))
-            alpha = tl.minimum(STEP * alpha, 1.0)
-            if SAFEGUARD:  # as in _pdipm: take the predictor when the corrector raises mu
-                a_aff = STEP * alpha_aff
-                mu_corr = tl.sum((s + alpha * ds) * mask * (lam + alpha * dlam), axis=0)
-                mu_pred = tl.sum((s + a_aff * ps) * mask * (lam + a_aff * plam), axis=0)
-                use_pred = (mu_corr > mu * count) & (mu_pred < mu_corr)
-                use_pred = use_pred & (iterations >= SAFEGUARD_AFTER)
-                dz, ds = tl.where(use_pred, pz, dz), tl.where(use_pred, ps, ds)
-                dlam, dnu = tl.where(use_pred, plam, dlam), tl.where(use_pred, pnu, dnu)
-                alpha = tl.where(use_pred, a_aff, alpha)
-            a = tl.where(ok, alpha, 0.0)
-            z_new, s_new, lam_new, nu_new = z + a * dz, s + a * ds, lam + a * dlam, nu + a * dnu
-            finite = _all_finite(z_new) & _all_finite(s_new) & _all_finite(lam_new)
-            finite = finite & _all_finite(nu_new)
-            status = tl.where(finite, status, _NUMERICAL)
-            keep = ok & finite
-            z = tl.where(keep, z_new, z)
-            s = tl.where(keep & (mask > 0), tl.maximum(s_new, tiny), s)
-            lam = tl.where(keep, tl.maximum(lam_new, 0.0), lam)
-            nu = tl.where(keep, nu_new, nu)
-            iterations += 1
-            bumps += tl.where(ok, 0, 1)
-            reg = tl.where(ok, reg, reg * 100.0)
+        # Every pass takes the same path (the last computes a step and discards it): no branch
+        # on data inside the loop.
+        H, H_inv, H_d, Hinv_At, S_inv, S_d, ok = _factor_kkt(
+            Q, C, lam / s * mask, A, reg, n, neq, idx_n, idx_e, eps_n, eps_e, tiny,
+            NP, EP, HAS_A,
+        )  # fmt: skip
+        ok = _uniform(ok, scratch_ptr, 9) != 0
+        # Predictor (affine scaling), unrefined: it only chooses the centering.
+        pz, ps, plam, pnu = _direction(
+            Q, C, A, H_inv, H_d, Hinv_At, S_inv, S_d, s, lam, mask, r_dual, r_eq, r_ineq,
+            s * lam, 0, HAS_A,
+        )  # fmt: skip
+        alpha_aff = tl.minimum(_max_step(s, ps, mask), _max_step(lam, plam, mask))
+        alpha_aff = _uniform(alpha_aff, scratch_ptr, 3)
+        mu_aff = tl.sum((s + alpha_aff * ps) * mask * (lam + alpha_aff * plam), 0) / count
+        sigma = tl.minimum(tl.maximum(mu_aff / tl.maximum(mu, tiny), 0.0), 1.0)
+        sigma = sigma * sigma * sigma
+        mu_target = _uniform(tl.maximum(sigma * mu, 0.1 * gap_tol / count), scratch_ptr, 4)
+        r_comp = (s * lam + ps * plam - mu_target) * mask
+        dz, ds, dlam, dnu = _direction(
+            Q, C, A, H_inv, H_d, Hinv_At, S_inv, S_d, s, lam, mask, r_dual, r_eq, r_ineq,
+            r_comp, refine, HAS_A,
+        )  # fmt: skip
+        alpha = tl.minimum(_max_step(s, ds, mask), _max_step(lam, dlam, mask))
+        alpha = _uniform(tl.minimum(STEP * alpha, 1.0), scratch_ptr, 5)
+        if SAFEGUARD:  # as in _pdipm: take the predictor when the corrector raises mu
+            a_aff = STEP * alpha_aff
+            mu_corr = tl.sum((s + alpha * ds) * mask * (lam + alpha * dlam), axis=0)
+            mu_pred = tl.sum((s + a_aff * ps) * mask * (lam + a_aff * plam), axis=0)
+            use_pred = (mu_corr > mu * count) & (mu_pred < mu_corr)
+            use_pred = use_pred & (iterations >= SAFEGUARD_AFTER)
+            use_pred = _uniform(use_pred, scratch_ptr, 6) != 0
+            dz, ds = tl.where(use_pred, pz, dz), tl.where(use_pred, ps, ds)
+            dlam, dnu = tl.where(use_pred, plam, dlam), tl.where(use_pred, pnu, dnu)
+            alpha = tl.where(use_pred, a_aff, alpha)
+        step_ok = running & ok
+        a = tl.where(step_ok, alpha, 0.0)
+        z_new, s_new, lam_new, nu_new = z + a * dz, s + a * ds, lam + a * dlam, nu + a * dnu
+        finite = _all_finite(z_new) & _all_finite(s_new) & _all_finite(lam_new)
+        finite = _uniform(finite & _all_finite(nu_new), scratch_ptr, 7) != 0
+        status = tl.where(running & ~finite, _NUMERICAL, status)
+        keep = step_ok & finite
+        z = tl.where(keep, z_new, z)
+        s = tl.where(keep & (mask > 0), tl.maximum(s_new, tiny), s)
+        lam = tl.where(keep, tl.maximum(lam_new, 0.0), lam)
+        nu = tl.where(keep, nu_new, nu)
+        iterations += running.to(tl.int32)
+        bumps += (running & ~ok).to(tl.int32)
+        reg = tl.where(running & ~ok, reg * 100.0, reg)
         go = running
 
     # Finish (like _pdipm.finish): statuses, the best iterate of unsolved problems, certificates.
@@ -567,6 +606,7 @@ def _ipm_kernel(
         H, H_inv, H_d, Hinv_At, S_inv, S_d, ok = _factor_kkt(
             Q, C, w, A, reg, n, neq, idx_n, idx_e, eps_n, eps_e, tiny, NP, EP, HAS_A
         )
+        ok = _uniform(ok, scratch_ptr, 10) != 0
         square_at = pid * n * n + idx_n[:, None] * n + idx_n[None, :]
         tl.store(H_ptr + square_at, H, square)
         tl.store(H_inv_ptr + square_at, H_inv, square)
