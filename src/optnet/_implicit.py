@@ -33,7 +33,8 @@ class Adjoint:
 def adjoint_weights(problem: Problem, s: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
     """lam / s on existing rows, capped (see the module docstring)."""
     eps = torch.finfo(s.dtype).eps
-    q_scale = problem.Q.abs().amax((-2, -1)).clamp_min(1.0).unsqueeze(-1)
+    Q = problem.Q  # max |Q_ij|, without a temporary of Q's size:
+    q_scale = torch.maximum(Q.amax((-2, -1)), -Q.amin((-2, -1))).clamp_min(1.0).unsqueeze(-1)
     return torch.minimum(lam / s, q_scale / eps**0.5) * problem.mask
 
 
@@ -57,19 +58,18 @@ def parameter_gradients(problem: Problem, adj: Adjoint, z, lam, nu, needed: dict
     d_z = adj.d_z
     y_g, y_lb, y_ub = problem.split_rows(adj.y)
     lam_g = problem.split_rows(lam)[0]
+    # Each sum of two outer products is one batched (k x 2) @ (2 x n) product: a single
+    # matrix-sized result instead of four matrix-sized temporaries.
     if needed["Q"]:
-        outer = d_z.unsqueeze(-1) * z.unsqueeze(-2)
-        out["Q"] = -0.5 * (outer + outer.mT)
+        out["Q"] = _outer2(d_z, z, z, d_z, -0.5)  # -(d_z z' + z d_z') / 2
     if needed["p"]:
         out["p"] = -d_z
     if needed["G"] and y_g is not None:
-        out["G"] = -(lam_g.unsqueeze(-1) * d_z.unsqueeze(-2) + y_g.unsqueeze(-1) * z.unsqueeze(-2))
+        out["G"] = _outer2(lam_g, d_z, y_g, z, -1.0)  # -(lam d_z' + y z')
     if needed["h"] and y_g is not None:
         out["h"] = y_g
     if needed["A"] and adj.d_nu is not None:
-        out["A"] = -(
-            adj.d_nu.unsqueeze(-1) * z.unsqueeze(-2) + nu.unsqueeze(-1) * d_z.unsqueeze(-2)
-        )
+        out["A"] = _outer2(adj.d_nu, z, nu, d_z, -1.0)  # -(d_nu z' + nu d_z')
     if needed["b"] and adj.d_nu is not None:
         out["b"] = adj.d_nu
     if needed["lb"] and y_lb is not None:
@@ -77,3 +77,10 @@ def parameter_gradients(problem: Problem, adj: Adjoint, z, lam, nu, needed: dict
     if needed["ub"] and y_ub is not None:
         out["ub"] = y_ub
     return out
+
+
+def _outer2(a, b, c, d, scale: float) -> torch.Tensor:
+    """scale * (a b' + c d') for batched vectors: (B, k), (B, n) -> (B, k, n)."""
+    left = torch.stack((a, c), -1)  # (B, k, 2)
+    right = torch.stack((b, d), -2)  # (B, 2, n)
+    return torch.bmm(left, right).mul_(scale)

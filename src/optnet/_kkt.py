@@ -25,27 +25,74 @@ from ._problem import Problem, matvec
 class SPDFactor:
     """Factor of a Jacobi-scaled SPD matrix: M + reg I = D (L L') D, D = diag(d).
 
-    Keeps ``L^-1`` (one triangular solve with k right-hand sides per factorization) so that the
-    many solves of an iteration are batched matrix-vector products: batched triangular solves
-    with one right-hand side are latency-bound on GPUs and slow on CPUs. The inverse of a
-    triangular factor is accurate to about cond(L) * eps, and the refinement of every Newton
-    solve corrects what is lost.
+    On GPUs keeps ``L^-1`` (one triangular solve with k right-hand sides per factorization) so
+    that the many solves of an iteration are batched matrix-vector products: batched triangular
+    solves with one right-hand side are latency-bound on GPUs. The inverse of a triangular
+    factor is accurate to about cond(L) * eps, and the refinement of every Newton solve
+    corrects what is lost. On CPUs a triangular solve costs the same as a matrix-vector product
+    while forming ``L^-1`` costs more than the Cholesky factorization itself (measured), so
+    there ``L_inv`` is None and ``L`` is kept instead.
     """
 
-    L_inv: torch.Tensor  # (B, k, k) lower triangular
+    L_inv: torch.Tensor | None  # (B, k, k) lower triangular, or None when L is kept
     d: torch.Tensor  # (B, k)
     ok: torch.Tensor  # (B,) bool
+    L: torch.Tensor | None = None  # (B, k, k) lower triangular Cholesky factor (CPU)
+
+    def half_solve(self, rhs: torch.Tensor) -> torch.Tensor:
+        """L^-1 D^-1 rhs for rhs of shape (B, k) or (B, k, c)."""
+        vector = rhs.dim() == self.d.dim()
+        d = self.d if vector else self.d.unsqueeze(-1)
+        if self.L_inv is not None:
+            return matvec(self.L_inv, rhs / d) if vector else self.L_inv @ (rhs / d)
+        rhs = (rhs / d).unsqueeze(-1) if vector else rhs / d
+        out = torch.linalg.solve_triangular(self.L, rhs, upper=False)
+        return out.squeeze(-1) if vector else out
+
+    def half_solve_t(self, u: torch.Tensor) -> torch.Tensor:
+        """D^-1 L^-T u for u of shape (B, k) or (B, k, c)."""
+        vector = u.dim() == self.d.dim()
+        d = self.d if vector else self.d.unsqueeze(-1)
+        if self.L_inv is not None:
+            return (matvec(self.L_inv.mT, u) if vector else self.L_inv.mT @ u) / d
+        out = torch.linalg.solve_triangular(self.L.mT, u.unsqueeze(-1) if vector else u, upper=True)
+        return (out.squeeze(-1) if vector else out) / d
 
     def solve(self, rhs: torch.Tensor) -> torch.Tensor:
         """M^-1 rhs for rhs of shape (B, k) or (B, k, c)."""
-        if rhs.dim() == self.d.dim():
-            y = matvec(self.L_inv, rhs / self.d)
-            return matvec(self.L_inv.mT, y) / self.d
-        d = self.d.unsqueeze(-1)
-        return self.L_inv.mT @ (self.L_inv @ (rhs / d)) / d
+        return self.half_solve_t(self.half_solve(rhs))
 
 
-def factor_spd(M: torch.Tensor, reg: torch.Tensor) -> SPDFactor:
+class Buffers:
+    """Memory reused by the factorizations of one solve (CPU).
+
+    A fresh multi-megabyte tensor costs page faults on every allocation (the allocator returns
+    freed memory to the OS), which measured as much as the arithmetic of a factorization. A
+    factor made with buffers is valid until the next factorization with the same buffers.
+    """
+
+    def __init__(self):
+        self._tensors: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, shape, like: torch.Tensor) -> torch.Tensor:
+        """An uninitialized tensor of ``shape`` with ``like``'s dtype and device.
+
+        A smaller batch (the leading dimension) gets the leading part of a larger buffer.
+        """
+        shape = torch.Size(shape)
+        t = self._tensors.get(name)
+        if (
+            t is None
+            or t.shape[1:] != shape[1:]
+            or t.shape[0] < shape[0]
+            or t.dtype != like.dtype
+            or t.device != like.device
+        ):
+            t = self._tensors[name] = torch.empty(shape, dtype=like.dtype, device=like.device)
+        return t[: shape[0]]
+
+
+def factor_spd(M: torch.Tensor, reg: torch.Tensor, buffers: Buffers | None = None) -> SPDFactor:
     """Factor M + reg I (reg (B,) absolute) after symmetric diagonal scaling.
 
     Scaling to a unit diagonal first makes the round-off shift relative to each row's own
@@ -55,26 +102,45 @@ def factor_spd(M: torch.Tensor, reg: torch.Tensor) -> SPDFactor:
     d = (M.diagonal(dim1=-2, dim2=-1) + reg.unsqueeze(-1)).clamp_min(torch.finfo(M.dtype).tiny)
     d = d.sqrt()
     inv_d = 1 / d
-    scaled = M * inv_d.unsqueeze(-1) * inv_d.unsqueeze(-2)  # a fresh tensor: safe to edit
+    scaled = L = info = None
+    if buffers is not None:
+        scaled = buffers.get("scaled", M.shape, M)
+        L = buffers.get("L", M.shape, M).mT  # column-major, as LAPACK writes it
+        info = buffers.get("info", M.shape[:-2], M.new_empty(0, dtype=torch.int32))
+    scaled = torch.mul(M, inv_d.unsqueeze(-1), out=scaled)  # not M itself: safe to edit
+    scaled.mul_(inv_d.unsqueeze(-2))
     shift = reg.unsqueeze(-1) * inv_d.square() + size**0.5 * torch.finfo(M.dtype).eps
     scaled.diagonal(dim1=-2, dim2=-1).add_(shift)
-    L, info = torch.linalg.cholesky_ex(scaled)
+    L, info = torch.linalg.cholesky_ex(scaled, out=None if L is None else (L, info))
     ok = info == 0
-    # A failed factor holds NaN or garbage; substitute identity so nothing non-finite spreads.
     eye = torch.eye(size, dtype=M.dtype, device=M.device)
-    L = torch.where(ok[:, None, None], L, eye)
+    if M.device.type == "cpu":
+        # A failed factor holds garbage; substitute identity so nothing non-finite spreads.
+        # Reading ``ok`` is free on the CPU, and all factors usually succeed.
+        if not bool(ok.all()):
+            L = torch.where(ok[:, None, None], L, eye)
+        return SPDFactor(None, d, ok, L)
+    L = torch.where(ok[:, None, None], L, eye)  # no host sync on GPUs
     L_inv = torch.linalg.solve_triangular(L, eye.expand_as(L), upper=False)
     return SPDFactor(L_inv, d, ok)
 
 
 @dataclass(frozen=True)
 class KKTFactor:
+    """Factors of the reduced KKT matrix.
+
+    With equalities, either ``Hinv_At`` = (H + rho I)^-1 A' is kept (GPUs, the fused kernel),
+    or ``W`` = L^-1 D^-1 A' (CPUs, from one triangular solve): then the Schur complement is
+    W'W and a solve needs only the two triangular solves of H's factor.
+    """
+
     H: torch.Tensor  # (B, n, n) unregularized reduced Hessian, for refinement
     H_factor: SPDFactor  # of H + rho I
     A: torch.Tensor | None  # (B|1, neq, n)
-    Hinv_At: torch.Tensor | None  # (B, n, neq) (H + rho I)^-1 A'
+    Hinv_At: torch.Tensor | None  # (B, n, neq) (H + rho I)^-1 A', or None when W is kept
     S_factor: SPDFactor | None  # of A (H + rho I)^-1 A' + delta I
     refine_steps: int
+    W: torch.Tensor | None = None  # (B, n, neq) L^-1 D^-1 A' of H's factor
 
     @property
     def ok(self) -> torch.Tensor:
@@ -82,28 +148,43 @@ class KKTFactor:
         return ok if self.S_factor is None else ok & self.S_factor.ok
 
 
-def factor(problem: Problem, w: torch.Tensor, reg: torch.Tensor, refine_steps: int) -> KKTFactor:
+def factor(
+    problem: Problem,
+    w: torch.Tensor,
+    reg: torch.Tensor,
+    refine_steps: int,
+    buffers: Buffers | None = None,
+) -> KKTFactor:
     """Factor the reduced KKT matrix for inequality weights ``w`` (B, m_all).
 
-    ``reg`` (B,) is the static regularization (rho = delta) per problem.
+    ``reg`` (B,) is the static regularization (rho = delta) per problem. With ``buffers`` the
+    factor lives in their memory (see ``Buffers``).
     """
-    H = problem.Q + problem.ineq_gram(w)
-    if H.shape[0] != w.shape[0]:
-        H = H.expand(w.shape[0], -1, -1)
-    H_factor = factor_spd(H, reg)
+    H = problem.reduced_hessian(w, buffers)
+    H_factor = factor_spd(H, reg, buffers)
     if not problem.has_eq:
         return KKTFactor(H, H_factor, None, None, None, refine_steps)
     A = problem.A
-    Hinv_At = H_factor.solve(A.mT.expand(H.shape[0], -1, -1))
+    At = A.mT.expand(H.shape[0], -1, -1)
+    if H_factor.L_inv is None:
+        W = H_factor.half_solve(At)
+        S_factor = factor_spd(W.mT @ W, reg)
+        return KKTFactor(H, H_factor, A, None, S_factor, refine_steps, W)
+    Hinv_At = H_factor.solve(At)
     S_factor = factor_spd(A @ Hinv_At, reg)
     return KKTFactor(H, H_factor, A, Hinv_At, S_factor, refine_steps)
 
 
 def solve_regularized(f: KKTFactor, r1: torch.Tensor, r2: torch.Tensor | None):
-    x = f.H_factor.solve(r1)
     if f.A is None:
-        return x, None
+        return f.H_factor.solve(r1), None
+    if f.W is not None:
+        # u = L^-1 D^-1 r1;  (W'W + delta I) y = W'u - r2;  x = D^-1 L^-T (u - W y)
+        u = f.H_factor.half_solve(r1)
+        y = f.S_factor.solve(matvec(f.W.mT, u) - r2)
+        return f.H_factor.half_solve_t(u - matvec(f.W, y)), y
     # (A Hr^-1 A' + delta I) y = A Hr^-1 r1 - r2 ; x = Hr^-1 (r1 - A'y)
+    x = f.H_factor.solve(r1)
     y = f.S_factor.solve(matvec(f.A, x) - r2)
     x = x - matvec(f.Hinv_At, y)
     return x, y
