@@ -134,14 +134,16 @@ def test_fused_kernel_true_rejects_what_it_cannot_run(monkeypatch):
         optnet.SolverOptions(fused_kernel="yes")
 
 
-def test_default_uses_the_kernel_only_on_cuda():
+def test_opt_in_and_automatic_only_on_cuda():
     from optnet import _fused
 
+    auto = optnet.SolverOptions(fused_kernel=None)
     small = optnet._problem.Problem.from_inputs(*random_qp(2, 4, 4, 0), None, None, batch=2)
     assert not _fused.usable(small, optnet.SolverOptions())
-    assert not _fused.usable(small, BATCHED)
+    assert not _fused.usable(small, auto)
     if torch.cuda.is_available():
         on_gpu = optnet._problem.Problem.from_inputs(
             *_on_device(random_qp(2, 4, 4, 0)), None, None, batch=2
         )
-        assert _fused.usable(on_gpu, optnet.SolverOptions())
+        assert not _fused.usable(on_gpu, optnet.SolverOptions())
+        assert _fused.usable(on_gpu, auto)

@@ -41,11 +41,13 @@ class SolverOptions:
         compile: with ``cuda_graphs`` on CUDA, also ``torch.compile`` the iteration, fusing its
             elementwise work (about 6x fewer kernels). Costs 20-60 s of compilation per new
             problem shape: worth it in training loops that solve one shape many times.
-        fused_kernel: solve each problem in one program of a single Triton kernel (the whole
-            interior-point loop in registers; ``optnet._fused``). ``None``: on CUDA whenever
-            Triton is installed and the problem is small enough (padded n and neq <= 64,
-            padded rows (m + bounds) * n <= 4096); ``True``: always, raising if the problem is
-            too large (on CPU it needs ``TRITON_INTERPRET=1``, for testing); ``False``: never.
+        fused_kernel: experimental: solve each problem in one program of a single Triton
+            kernel (the whole interior-point loop in registers; ``optnet._fused``), 2-4x faster
+            than the batched solver for small problems on CUDA (docs/performance.md); each new
+            problem shape compiles for 10-60 s. ``None``: on CUDA when Triton is installed and
+            the problem is small enough (padded n and neq <= 64, padded rows (m + bounds) * n
+            <= 4096); ``True``: always, raising if the problem is too large (on CPU it needs
+            ``TRITON_INTERPRET=1``, for testing); ``False`` (default): never.
 
     Example:
         >>> SolverOptions(eps_abs=1e-10, max_iter=100)
@@ -63,7 +65,7 @@ class SolverOptions:
     compute_dtype: torch.dtype | None = None
     cuda_graphs: bool = True
     compile: bool = False
-    fused_kernel: bool | None = None
+    fused_kernel: bool | None = False
 
     def __post_init__(self):
         for name in ("eps_abs", "eps_rel"):

@@ -86,7 +86,7 @@ def register(subparsers) -> None:
         "--solvers",
         default=["optnet", "qpth", "qplayer", "cvxpylayers"],
         type=_csv(str),
-        help="comma list of optnet,optnet-batched,optnet-compiled,qpth,qplayer,cvxpylayers",
+        help="comma list of optnet,optnet-fused,optnet-compiled,qpth,qplayer,cvxpylayers",
     )
     parser.add_argument("--repeats", default=5, type=int, help="timed calls (median reported)")
     parser.add_argument(

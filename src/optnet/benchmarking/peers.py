@@ -92,15 +92,15 @@ class OptNetCompiledPeer(OptNetPeer):
     compile = True
 
 
-class OptNetBatchedPeer(OptNetPeer):
-    """optnet with ``SolverOptions(fused_kernel=False)``: the batched tensor solver only.
+class OptNetFusedPeer(OptNetPeer):
+    """optnet with ``SolverOptions(fused_kernel=None)``: the fused Triton kernel where it fits.
 
-    Differs from ``optnet`` only where the fused Triton kernel would be used (small problems
-    on CUDA); compares the two paths in one run.
+    Differs from ``optnet`` only for small problems on CUDA (elsewhere it falls back to the
+    batched solver); compares the two paths in one run.
     """
 
-    name = "optnet-batched"
-    fused_kernel = False
+    name = "optnet-fused"
+    fused_kernel = None
 
 
 class QpthPeer(Peer):
@@ -179,7 +179,7 @@ class CvxpyLayersPeer(Peer):
 PEERS: dict[str, type[Peer]] = {
     "optnet": OptNetPeer,
     "optnet-compiled": OptNetCompiledPeer,
-    "optnet-batched": OptNetBatchedPeer,
+    "optnet-fused": OptNetFusedPeer,
     "qpth": QpthPeer,
     "qplayer": QPLayerPeer,
     "cvxpylayers": CvxpyLayersPeer,

@@ -84,7 +84,7 @@ def _peer_version(name: str) -> str | None:
     dist = {
         "optnet": "optnet",
         "optnet-compiled": "optnet",
-        "optnet-batched": "optnet",
+        "optnet-fused": "optnet",
         "qpth": "qpth",
         "qplayer": "proxsuite",
         "cvxpylayers": "cvxpylayers",
