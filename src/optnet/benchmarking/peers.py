@@ -55,7 +55,7 @@ class OptNetPeer(Peer):
     name = "optnet"
 
     compile = False
-    fused_kernel = None
+    fused_kernel = False
 
     def __init__(self, max_iter: int = 50):
         self.max_iter = max_iter
