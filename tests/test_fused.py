@@ -123,7 +123,7 @@ def test_iteration_limit_returns_best_iterate_like_batched_solver():
 
 
 def test_fused_kernel_true_rejects_what_it_cannot_run(monkeypatch):
-    data = _on_device(random_qp(1, 70, 2, 0))
+    data = _on_device(random_qp(1, 40, 2, 0))
     with pytest.raises(ValueError, match="too large"):
         optnet.solve_qp(*data, options=FUSED)
     if DEVICE == "cpu":

@@ -45,8 +45,8 @@ class SolverOptions:
             kernel (the whole interior-point loop in registers; ``optnet._fused``), 2-4x faster
             than the batched solver for small problems on CUDA (docs/performance.md); each new
             problem shape compiles for 10-60 s. ``None``: on CUDA when Triton is installed and
-            the problem is small enough (padded n and neq <= 64, padded rows (m + bounds) * n
-            <= 4096); ``True``: always, raising if the problem is too large (on CPU it needs
+            the problem is small enough (padded n and neq <= 32, padded rows (m + bounds) * n
+            <= 1024); ``True``: always, raising if the problem is too large (on CPU it needs
             ``TRITON_INTERPRET=1``, for testing); ``False`` (default): never.
 
     Example:
