@@ -136,6 +136,10 @@ def test_options_type_and_values():
         optnet.SolverOptions(eps_abs=-1.0)
     with pytest.raises(ValueError, match="compute_dtype"):
         optnet.SolverOptions(compute_dtype=torch.int32)
+    with pytest.raises(ValueError, match=r"eps_infeasible must be in \(0, 1\)"):
+        optnet.SolverOptions(eps_infeasible=0)
+    with pytest.raises(ValueError, match=r"regularization must be in \[0, 1\)"):
+        optnet.SolverOptions(regularization=1.5)
 
 
 def test_validation_runs_before_any_work(monkeypatch):

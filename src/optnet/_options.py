@@ -97,10 +97,15 @@ class SolverOptions:
             raise ValueError(
                 f"SolverOptions.fused_kernel must be None, True or False, got {self.fused_kernel!r}"
             )
-        for name in ("regularization", "eps_infeasible"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and 0 <= value < 1):
-                raise ValueError(f"SolverOptions.{name} must be in [0, 1), got {value!r}")
+        if not (isinstance(self.regularization, (int, float)) and 0 <= self.regularization < 1):
+            raise ValueError(
+                f"SolverOptions.regularization must be in [0, 1), got {self.regularization!r}"
+            )
+        # The certificates test rays longer than 1 / eps_infeasible: it cannot be 0.
+        if not (isinstance(self.eps_infeasible, (int, float)) and 0 < self.eps_infeasible < 1):
+            raise ValueError(
+                f"SolverOptions.eps_infeasible must be in (0, 1), got {self.eps_infeasible!r}"
+            )
 
     def tolerances(self, dtype: torch.dtype) -> tuple[float, float]:
         """(eps_abs, eps_rel) with dtype-dependent defaults filled in."""
