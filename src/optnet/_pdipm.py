@@ -279,7 +279,6 @@ class Iteration:
         # then rejects good corrector steps (measured: more MAX_ITER on random QPs).
         self.safeguard = dtype == torch.float64
         self.mask = problem.mask.expand(problem.batch, -1)
-        self.count = self.mask.sum(-1).clamp_min(1)
         # On CPU the factorizations reuse their memory (see _kkt.Buffers); a factor does not
         # outlive its iteration.
         self.sync_free = problem.p.device.type == "cpu"  # reading a flag costs no sync
@@ -337,7 +336,9 @@ class Iteration:
         return bool((longest * eps > 1).any())
 
     def __call__(self, state: IPMState, check_certificates: bool) -> IPMState:
-        problem, mask, count = self.problem, self.mask, self.count
+        problem, mask = self.problem, self.mask
+        # From the mask each call: a replayed CUDA graph sees new data in the same buffers.
+        count = mask.sum(-1).clamp_min(1)
         z, s, lam, nu = state.z, state.s, state.lam, state.nu
         res = residuals(problem, z, s, lam, nu)
         status, running, gap_tolerance, merit = self.assess(state, check_certificates, res)
