@@ -15,9 +15,9 @@ inverse of the factor. At the end each program factors ``H`` at the solution wit
 pass's capped weights and writes it in ``_kkt.KKTFactor``'s layout, so the implicit backward
 pass is the usual one and factors nothing.
 
-Problems fit when their padded tiles are small (see ``fits``). On CUDA this is the default for
-them; on CPU it runs under Triton's interpreter (``TRITON_INTERPRET=1``), which is how the test
-suite checks it against ``_pdipm``.
+Opt-in (``SolverOptions(fused_kernel=...)``), for problems whose padded tiles are small (see
+``fits``). On CPU it runs under Triton's interpreter (``TRITON_INTERPRET=1``), which is how the
+test suite checks it against ``_pdipm``.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def solve(
     scratch = new(16)
     if num_warps is None:
         num_warps = _num_warps(n_pad * max(m_pad, n_pad), batch, device)
-    solve.last_kernel = _ipm_kernel[(batch,)](
+    _ipm_kernel[(batch,)](
         *(x for x, _ in inputs), params, *(stride for _, stride in inputs),
         z, s, lam, nu, status, iterations, residuals, regularization, cert_dual, cert_primal,
         scratch,
