@@ -147,3 +147,15 @@ def test_opt_in_and_automatic_only_on_cuda():
         )
         assert not _fused.usable(on_gpu, optnet.SolverOptions())
         assert _fused.usable(on_gpu, auto)
+
+
+def test_unbatched_inputs_and_compute_dtype():
+    Q, p, G, h, A, b = (x[0].float() for x in _on_device(random_qp(1, 4, 5, 1, seed=7)))
+    options = [
+        optnet.SolverOptions(fused_kernel=k, compute_dtype=torch.float64) for k in (True, False)
+    ]
+    fused, batched = (optnet.solve_qp(Q, p, G, h, A, b, options=o) for o in options)
+    assert fused.z.shape == (4,) and fused.z.dtype == torch.float32
+    assert int(fused.status) == optnet.QPStatus.SOLVED
+    assert int(fused.iterations) == int(batched.iterations)
+    assert float((fused.z - batched.z).abs().max()) <= 1e-6
