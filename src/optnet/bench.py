@@ -17,9 +17,7 @@ import torch
 from .benchmarking.peers import PEERS
 from .benchmarking.report import format_table, plot_time_vs_batch
 from .benchmarking.speed import SpeedBenchmark, SpeedConfig, grid
-from .experiments._common import JsonLines, progress, resolve_device
-
-_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+from .experiments._common import DTYPES, JsonLines, progress, resolve_device
 
 TABLE_COLUMNS = (
     ("solver", "solver", ""),
@@ -119,7 +117,7 @@ def register(subparsers) -> None:
 
 def main(args: argparse.Namespace) -> int:
     unknown = [s for s in args.solvers if s not in PEERS]
-    bad_dtypes = [d for d in args.dtype if d not in _DTYPES]
+    bad_dtypes = [d for d in args.dtype if d not in DTYPES]
     if unknown or bad_dtypes:
         raise SystemExit(f"unknown solvers {unknown} or dtypes {bad_dtypes}")
     if "optnet" in args.solvers:  # optnet first: peers' ratios refer to its times
@@ -127,7 +125,7 @@ def main(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    cases = grid([_DTYPES[d] for d in args.dtype], args.sizes, args.batches, args.m_ratio, args.neq)
+    cases = grid([DTYPES[d] for d in args.dtype], args.sizes, args.batches, args.m_ratio, args.neq)
     config = SpeedConfig(
         device=device,
         cases=cases,

@@ -27,12 +27,11 @@ from .benchmarking.maros_data import MarosProblem, load_problem, optimal_costs, 
 from .benchmarking.measure import synchronize
 from .benchmarking.qp_scoring import TIERS, optimality
 from .benchmarking.report import format_table
-from .experiments._common import SHARED_DATA, JsonLines, progress, resolve_device
+from .experiments._common import DTYPES, SHARED_DATA, JsonLines, progress, resolve_device
 
 logger = logging.getLogger("optnet")
 
 DEFAULT_DATA = SHARED_DATA / "maros_meszaros"
-_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 # how one (problem, tier) solve went: shared by the text table and benchmarks/to_markdown.py
 OUTCOME_COLUMNS = (
@@ -197,7 +196,7 @@ def register(subparsers) -> None:
         type=_csv,
         help="comma list of high (1e-9), mid (1e-6), low (1e-3)",
     )
-    parser.add_argument("--dtype", default="float64", choices=sorted(_DTYPES))
+    parser.add_argument("--dtype", default="float64", choices=sorted(DTYPES))
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--max-iter", default=200, type=int)
     parser.add_argument(
@@ -232,7 +231,7 @@ def main(args: argparse.Namespace) -> int:
         data=Path(args.data),
         problems=args.problems,
         tiers=args.tiers,
-        dtype=_DTYPES[args.dtype],
+        dtype=DTYPES[args.dtype],
         device=resolve_device(args.device),
         max_iter=args.max_iter,
         eps_rel=args.eps_rel,

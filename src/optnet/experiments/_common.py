@@ -17,6 +17,8 @@ from torch import nn
 
 # ../shared/data beside the repository: the default location of the shared data sets.
 SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+# The dtypes a command line can name (--dtype float64, ...).
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -27,6 +27,7 @@ from torch import nn
 from .._options import SolverOptions
 from ..functional import solve_qp
 from ._common import (
+    DTYPES,
     JsonLines,
     can_plot,
     plot_curves,
@@ -40,7 +41,6 @@ from ._common import (
 
 MODEL_KINDS = ("fc", "tv", "optnet", "optnet-tv")
 _DEFAULT_LR = {"fc": 1e-3, "optnet": 1e-2, "optnet-tv": 1e-4}
-_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
 # --------------------------------------------------------------------------------------------
@@ -202,7 +202,7 @@ def build_model(config: ModelConfig, *, seed: int = 0) -> nn.Module:
     if config.kind == "fc":
         torch.manual_seed(seed)
         return FCDenoiser(config.length, config.hidden)
-    dtype = _DTYPES[config.dtype]
+    dtype = DTYPES[config.dtype]
     options = SolverOptions(max_iter=config.max_iter)
     if config.kind == "optnet":
         g = torch.Generator().manual_seed(seed)
@@ -367,7 +367,7 @@ def register(subparsers) -> None:
         help="training signals used by the grid search (default: all)",
     )
     train.add_argument(
-        "--dtype", choices=tuple(_DTYPES), default="float64", help="dtype of the QP models"
+        "--dtype", choices=tuple(DTYPES), default="float64", help="dtype of the QP models"
     )
     train.add_argument("--max-iter", type=int, default=50, help="solver iteration cap")
     train.add_argument(
@@ -414,7 +414,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             data.train_clean[:n_grid],
             data.train_noisy[:n_grid],
             _grid(*args.lambda_grid),
-            dtype=_DTYPES[args.dtype],
+            dtype=DTYPES[args.dtype],
             batch_size=args.batch_size,
             device=device,
             on_result=lambda r: (log.write(r), print(json.dumps(r), flush=True)),

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ._common import progress, read_json_lines, resolve_device
+from ._common import DTYPES, progress, read_json_lines, resolve_device
 from .distributed import launched_by_torchrun, spawn_local
 from .sudoku_data import DEFAULT_DATA, DEFAULT_GIVENS, generate_sudoku, load_sudoku, save_sudoku
 from .sudoku_data import split as split_data
@@ -219,9 +219,7 @@ def run_eval(args: argparse.Namespace) -> int:
     data = load_sudoku(args.data)
     if args.split == "test":
         data = split_data(data)[1]
-    dtype = {"float32": torch.float32, "float64": torch.float64}[
-        model_dtype(checkpoint["model"], checkpoint["hparams"])
-    ]
+    dtype = DTYPES[model_dtype(checkpoint["model"], checkpoint["hparams"])]
     data = type(data)(data.features.to(dtype), data.labels.to(dtype)).to(device)
     metrics = evaluate(model, data, batch_size=args.batch_size)
     result = {

@@ -15,13 +15,13 @@ import torch
 from torch import nn
 
 from ..nn import SudokuOptNet
+from ._common import DTYPES
 from .sudoku_boards import side_of
 
 MODEL_KINDS = ("optnet", "conv", "fc")
 _CHECKPOINT_FORMAT = "optnet-sudoku/1"
 # Rank of the exact constraint matrix (sudoku_boards.constraint_matrix): the paper's 40 on 4x4.
 EQUALITY_ROWS = {2: 40, 3: 249}
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 class ConvSudokuNet(nn.Module):
@@ -83,9 +83,9 @@ def build_model(kind: str, hparams: dict[str, Any]) -> nn.Module:
     params = dict(hparams)
     if kind == "optnet":
         dtype = params.pop("dtype")
-        if dtype not in _DTYPES:
-            raise ValueError(f"OptNet dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
-        return SudokuOptNet(dtype=_DTYPES[dtype], **params)
+        if dtype not in DTYPES:
+            raise ValueError(f"OptNet dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        return SudokuOptNet(dtype=DTYPES[dtype], **params)
     if kind == "conv":
         return ConvSudokuNet(**params)
     if kind == "fc":

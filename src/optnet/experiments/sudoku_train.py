@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._common import JsonLines, plot_curves, progress, resolve_device, seed_everything
+from ._common import DTYPES, JsonLines, plot_curves, progress, resolve_device, seed_everything
 from .distributed import (
     DistributedContext,
     init_distributed,
@@ -28,8 +28,6 @@ from .sudoku_data import DEFAULT_DATA, SudokuData, load_sudoku, split
 from .sudoku_models import build_model, default_hparams, model_dtype, save_checkpoint
 
 logger = logging.getLogger("optnet")
-
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 @dataclass
@@ -211,7 +209,7 @@ def _train(config: TrainConfig, ctx: DistributedContext) -> list[dict[str, Any]]
     data = load_sudoku(config.data, limit=config.limit)
     hparams = config.full_hparams(data.board)
     dtype_name = model_dtype(config.model, hparams)
-    dtype = _DTYPES[dtype_name]
+    dtype = DTYPES[dtype_name]
     data = SudokuData(data.features.to(dtype), data.labels.to(dtype)).to(ctx.device)
     train_set, test_set = split(data)
 
