@@ -366,7 +366,8 @@ def _max_step(x, dx, mask):
 
 @triton.jit
 def _residuals(Q, p, C, h, mask, A, b, z, s, lam, nu, HAS_A: tl.constexpr):
-    """Like ``_pdipm.residuals``: the residual vectors and the scalars that judge them."""
+    """Like ``_pdipm.residuals``: the residual vectors, the scalars that judge them, and the
+    products with the data (Qz, Cz, C'lam, Az, A'nu) that the certificates reuse."""
     Qz = _mv(Q, z)
     Ct_lam = _mtv(C, lam)
     r_dual = Qz + p + Ct_lam
@@ -379,6 +380,8 @@ def _residuals(Q, p, C, h, mask, A, b, z, s, lam, nu, HAS_A: tl.constexpr):
     gap_scale = tl.maximum(tl.maximum(tl.abs(zQz), tl.abs(pz)), tl.abs(hlam))
     dual_scale = tl.maximum(tl.maximum(_norm_inf(Qz), _norm_inf(p)), _norm_inf(Ct_lam))
     r_eq = b * 0.0
+    Az = b * 0.0
+    At_nu = z * 0.0
     if HAS_A:
         At_nu = _mtv(A, nu)
         r_dual = r_dual + At_nu
@@ -394,31 +397,38 @@ def _residuals(Q, p, C, h, mask, A, b, z, s, lam, nu, HAS_A: tl.constexpr):
     mu = tl.sum(s * mask * lam, axis=0) / count
     return (
         r_dual, r_eq, r_ineq, mu, violation, _norm_inf(r_dual), tl.abs(gap),
-        primal_scale, dual_scale, gap_scale,
+        primal_scale, dual_scale, gap_scale, Qz, Cz, Ct_lam, Az, At_nu,
     )  # fmt: skip
 
 
 @triton.jit
-def _certificates(Q, p, C, h, mask, A, b, z, lam, nu, in_m, eps, tiny, HAS_A: tl.constexpr):
-    """Like ``_pdipm._certificates``: (primal infeasible, dual infeasible) flags."""
+def _certificates(
+    p, h, mask, b, z, lam, nu, Qz, Cz, Ct_lam, Az, At_nu, q_scale, in_m, eps, tiny,
+    HAS_A: tl.constexpr,
+):  # fmt: skip
+    """Like ``_pdipm._certificates``: (primal infeasible, dual infeasible) flags, from the
+    residuals' products (the products with d = z / |z| are those with z, scaled)."""
     t = _norm_inf(lam)
-    Aty = _mtv(C, lam)
+    Aty = Ct_lam
     hy = tl.sum(h * mask * lam, axis=0)
     if HAS_A:
         t = tl.maximum(t, _norm_inf(nu))
-        Aty = Aty + _mtv(A, nu)
+        Aty = Aty + At_nu
         hy = hy + tl.sum(b * nu, axis=0)
     t = tl.maximum(t, tiny)
     data_scale = tl.maximum(tl.maximum(_norm_inf(h * mask), _norm_inf(p)), 1.0)
     primal = (_norm_inf(Aty) <= eps * t) & (hy < -eps * t * data_scale) & (t > 1 / eps)
     z_norm = _norm_inf(z)
-    d = z / tl.maximum(z_norm, tiny)
-    q_scale = tl.maximum(tl.max(tl.max(tl.abs(Q), axis=1), axis=0), 1.0)
-    dual = (_norm_inf(_mv(Q, d)) <= eps * q_scale) & (tl.sum(p * d, axis=0) < -eps * data_scale)
-    Cd = tl.where(in_m, _mv(C, d) * mask, -float("inf"))
-    dual = dual & ((tl.max(Cd, axis=0) <= eps * data_scale) | (tl.sum(in_m.to(tl.int32)) == 0))
+    inv_norm = 1.0 / tl.maximum(z_norm, tiny)
+    dual = (_norm_inf(Qz) * inv_norm <= eps * q_scale) & (
+        tl.sum(p * z, axis=0) * inv_norm < -eps * data_scale
+    )
+    Cd = tl.where(in_m, Cz * mask, -float("inf"))
+    dual = dual & (
+        (tl.max(Cd, axis=0) * inv_norm <= eps * data_scale) | (tl.sum(in_m.to(tl.int32)) == 0)
+    )
     if HAS_A:
-        dual = dual & (_norm_inf(_mv(A, d)) <= eps * data_scale)
+        dual = dual & (_norm_inf(Az) * inv_norm <= eps * data_scale)
     return primal, dual & (z_norm > 1 / eps)
 
 
@@ -474,6 +484,7 @@ def _ipm_kernel(
                 in_e[:, None] & in_n[None, :], 0.0).to(Q.dtype)  # fmt: skip
     b = tl.load(b_ptr + pid * b_stride + idx_e, in_e, 0.0).to(Q.dtype)
     count = tl.maximum(tl.sum(mask, axis=0), 1.0)
+    q_scale = tl.maximum(tl.max(tl.max(tl.abs(Q), axis=1), axis=0), 1.0)  # max |Q_ij|
 
     # Bounds with lb > ub: infeasible before any iteration (certificate: both bound rows).
     crossed = in_n & (idx_n < 0)
@@ -521,13 +532,30 @@ def _ipm_kernel(
     bumps = tl.zeros([], dtype=tl.int32)
     go = status == _RUNNING_
     while go:
-        r_dual, r_eq, r_ineq, mu, primal, dual, gap, primal_scale, dual_scale, gap_scale = (
-            _residuals(Q, p, C, h, mask, A, b, z, s, lam, nu, HAS_A)
-        )
+        (
+            r_dual,
+            r_eq,
+            r_ineq,
+            mu,
+            primal,
+            dual,
+            gap,
+            primal_scale,
+            dual_scale,
+            gap_scale,
+            Qz,
+            Cz,
+            Ct_lam,
+            Az,
+            At_nu,
+        ) = _residuals(Q, p, C, h, mask, A, b, z, s, lam, nu, HAS_A)
         primal_tol = eps_abs + eps_rel * primal_scale
         dual_tol = eps_abs + eps_rel * dual_scale
         gap_tol = eps_abs + eps_rel * gap_scale
-        p_inf, d_inf = _certificates(Q, p, C, h, mask, A, b, z, lam, nu, in_m, eps_inf, tiny, HAS_A)
+        p_inf, d_inf = _certificates(
+            p, h, mask, b, z, lam, nu, Qz, Cz, Ct_lam, Az, At_nu, q_scale, in_m, eps_inf, tiny,
+            HAS_A,
+        )  # fmt: skip
         was_running = status == _RUNNING_
         converged = (primal <= primal_tol) & (dual <= dual_tol) & (gap <= gap_tol)
         status = tl.where(was_running & d_inf, _DUAL_INF, status)
@@ -628,7 +656,6 @@ def _ipm_kernel(
     tl.store(cert_primal_ptr + pid * n + idx_n, cert_primal, in_n)
 
     if WANT_FACTOR:  # the backward pass's factor (like _implicit.factor_at_solution)
-        q_scale = tl.maximum(tl.max(tl.max(tl.abs(Q), axis=1), axis=0), 1.0)
         w = tl.minimum(lam / s, q_scale * inv_sqrt_eps) * mask
         H, H_inv, H_d, Hinv_At, S_inv, S_d, ok = _factor_kkt(
             Q, C, w, A, reg, n, neq, idx_n, idx_e, eps_n, eps_e, tiny, NP, EP, HAS_A
