@@ -12,17 +12,17 @@ from ._problem import Problem
 _INPUT_NAMES = ("Q", "p", "G", "h", "A", "b", "lb", "ub")
 
 
-def _use_fused_kernel(problem: Problem, options: SolverOptions) -> bool:
-    """Whether this solve goes to the fused Triton kernel (``_fused``) instead of ``_pdipm``."""
+def _fused_kernel(problem: Problem, options: SolverOptions):
+    """The ``_fused`` module when this solve goes to the fused Triton kernel, else None."""
     if options.fused_kernel is False:
-        return False
+        return None
     try:
         from . import _fused
     except ImportError:
         if options.fused_kernel:
             raise ImportError("SolverOptions(fused_kernel=True) needs Triton installed") from None
-        return False
-    return _fused.usable(problem, options)
+        return None
+    return _fused if _fused.usable(problem, options) else None
 
 
 class QPFunction(torch.autograd.Function):
@@ -39,11 +39,10 @@ class QPFunction(torch.autograd.Function):
         dtype = options.compute_dtype or p.dtype
         problem = Problem.from_inputs(*(None if x is None else x.to(dtype) for x in inputs), batch)
         factor = None
-        if _use_fused_kernel(problem, options):
-            from . import _fused
-
+        fused = _fused_kernel(problem, options)
+        if fused is not None:
             want_factor = any(x is not None and x.requires_grad for x in inputs)
-            r, factor = _fused.solve(problem, options, want_factor)
+            r, factor = fused.solve(problem, options, want_factor)
         else:
             r = _pdipm.solve(problem, options)
         lam_g, lam_lb, lam_ub = problem.split_rows(r.lam)
