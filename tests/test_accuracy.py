@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import assert_close_to
-from helpers import random_qp, reference_solve
 
 import optnet
+from tests.support import assert_close_to, known_solution_problem, random_qp, reference_solve
 
 pytest.importorskip("clarabel")
 
@@ -33,30 +32,6 @@ def test_matches_reference_solver(m, neq, batch, dtype):
             assert_close_to(pick(sol.s), args[3] - args[2] @ z, "z", dtype)
         if neq:
             assert_close_to(pick(sol.nu), nu, "dual", dtype)
-
-
-def known_solution_problem(batch: int, n: int, m: int, neq: int, seed: int):
-    """Pick z*, lam*, nu*, s* with strict complementarity and derive h, b, p from them.
-
-    At most (n - neq) / 2 constraints are active, so that the active rows are linearly
-    independent and the duals are unique.
-    """
-    g = torch.Generator().manual_seed(seed)
-    d = torch.float64
-    M = torch.randn(batch, n, n, generator=g, dtype=d)
-    Q = M @ M.mT / n + 0.5 * torch.eye(n, dtype=d)
-    G = torch.randn(batch, m, n, generator=g, dtype=d)
-    A = torch.randn(batch, neq, n, generator=g, dtype=d)
-    z = torch.randn(batch, n, generator=g, dtype=d)
-    n_active = (n - neq) // 2
-    active = torch.rand(batch, m, generator=g).argsort(-1).argsort(-1) < n_active
-    lam = torch.where(active, 0.5 + torch.rand(batch, m, generator=g, dtype=d), 0)
-    s = torch.where(active, 0, 0.5 + torch.rand(batch, m, generator=g, dtype=d))
-    nu = torch.randn(batch, neq, generator=g, dtype=d)
-    h = (G @ z.unsqueeze(-1)).squeeze(-1) + s
-    b = (A @ z.unsqueeze(-1)).squeeze(-1)
-    p = -(Q @ z.unsqueeze(-1) + G.mT @ lam.unsqueeze(-1) + A.mT @ nu.unsqueeze(-1)).squeeze(-1)
-    return (Q, p, G, h, A, b), (z, lam, nu, s)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])

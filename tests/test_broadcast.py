@@ -6,9 +6,9 @@ import itertools
 
 import pytest
 import torch
-from test_accuracy import known_solution_problem
 
 import optnet
+from tests.support import known_solution_problem
 
 NAMES = ("Q", "p", "G", "h", "A", "b")
 BATCH = 3

@@ -8,11 +8,11 @@ problems into smaller batches; each must give what the general path gives.
 from __future__ import annotations
 
 import torch
-from helpers import random_qp
 
 import optnet
-from optnet import _kkt, _pdipm
+from optnet import _ipm, _kkt
 from optnet._problem import Problem
+from tests.support import random_qp
 
 
 def _problem(batch=6, n=9, m=12, neq=3, seed=0) -> Problem:
@@ -99,8 +99,8 @@ def test_select_keeps_shared_data_shared():
 def test_early_exit_when_nothing_runs_changes_nothing():
     problem = _problem(batch=3)
     options = optnet.SolverOptions()
-    iteration = _pdipm.Iteration(problem, options)
-    state = _pdipm.initial_state(problem, options)
+    iteration = _ipm.Iteration(problem, options)
+    state = _ipm.initial_state(problem, options)
     for _ in range(40):
         state = iteration(state, check_certificates=True)
     assert not bool(iteration.running(state).any())

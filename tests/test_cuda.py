@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import random_qp
 
 import optnet
+from tests.support import random_qp
 
 pytestmark = pytest.mark.gpu
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("graphs", [True, False])
-def test_cuda_matches_cpu(dtype, graphs):
+@pytest.mark.parametrize("backend", ["graphed", "batched"])
+def test_cuda_matches_cpu(dtype, backend):
     data = random_qp(16, 20, 30, 5, dtype=dtype, seed=0)
-    options = optnet.SolverOptions(cuda_graphs=graphs)
+    options = optnet.SolverOptions(backend=backend)
     cpu = optnet.solve_qp(*data, options=options)
     gpu = optnet.solve_qp(*(x.cuda() for x in data), options=options)
     assert bool(gpu.solved.all())

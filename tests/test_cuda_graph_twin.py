@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import torch
-from helpers import random_qp
 
 import optnet
-from optnet import _pdipm
-from optnet._cuda_graph import CapturedSolve
+from optnet._backends import batched
+from optnet._backends.graphed import CapturedSolve
 from optnet._problem import Problem
+from tests.support import random_qp
 
 
 def test_static_buffer_solve_matches_eager_solve_and_is_reusable():
@@ -19,9 +19,9 @@ def test_static_buffer_solve_matches_eager_solve_and_is_reusable():
         Q, p, G, h, A, b = random_qp(4, 8, 10, 2, seed=seed)
         problem = Problem.from_inputs(Q, p, G, h, A, b, None, None, 4)
         if captured is None:
-            captured = CapturedSolve(problem, options, chunk=3, capture=False)
+            captured = CapturedSolve(problem, options, chunk=3, capture=False, compiled=False)
         replayed = captured.run(problem)
-        eager = _pdipm.solve(problem, options)
+        eager = batched.solve(problem, options)
         assert torch.equal(replayed.status, eager.status)
         assert torch.allclose(replayed.z, eager.z, atol=1e-12)
         results.append(replayed.z)
@@ -35,11 +35,15 @@ def test_replay_with_other_infinite_rows_matches_eager_solve():
     options = optnet.SolverOptions()
     Q, p, G, h, A, b = random_qp(3, 6, 8, 1, seed=3)
     captured = CapturedSolve(
-        Problem.from_inputs(Q, p, G, h, A, b, None, None, 3), options, chunk=3, capture=False
+        Problem.from_inputs(Q, p, G, h, A, b, None, None, 3),
+        options,
+        chunk=3,
+        capture=False,
+        compiled=False,
     )
     h = h.clone()
     h[:, :3] = float("inf")
     problem = Problem.from_inputs(Q, p, G, h, A, b, None, None, 3)
-    replayed, eager = captured.run(problem), _pdipm.solve(problem, options)
+    replayed, eager = captured.run(problem), batched.solve(problem, options)
     assert torch.equal(replayed.iterations, eager.iterations)
     assert float((replayed.z - eager.z).abs().max()) < 1e-12

@@ -6,9 +6,9 @@ from unittest import mock
 
 import pytest
 import torch
-from test_accuracy import known_solution_problem
 
 import optnet
+from tests.support import known_solution_problem
 
 TIGHT = optnet.SolverOptions(eps_abs=1e-12, eps_rel=1e-12, refine_steps=3, max_iter=100)
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import assert_close_to
-from helpers import reference_solve
 
 import optnet
+from tests.support import assert_close_to, reference_solve
 
 d = torch.float64
 N = 8

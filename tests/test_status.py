@@ -100,7 +100,7 @@ def test_mixed_batch_statuses_and_error_message():
 
 
 def test_unreachable_tolerance_returns_the_best_iterate():
-    from helpers import random_qp
+    from tests.support import random_qp
 
     Q, p, G, h, A, b = random_qp(4, 15, 20, 3, seed=1)
     reachable = optnet.solve_qp(Q, p, G, h, A, b, options=optnet.SolverOptions(eps_abs=1e-11))

@@ -146,7 +146,7 @@ def test_validation_runs_before_any_work(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("the solver ran")
 
-    monkeypatch.setattr(optnet._pdipm, "solve", fail)
+    monkeypatch.setattr(optnet._backends, "solve", fail)
     kw = problem()
     kw["b"] = torch.zeros(3, 7, dtype=d)
     with pytest.raises(ValueError, match="b must have shape"):

@@ -2,68 +2,71 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from . import _implicit, _pdipm
+from . import _backends, _implicit
 from ._broadcast import reduce_to_batch_of_input
+from ._ipm import IPMResult
 from ._options import SolverOptions
 from ._problem import Problem
+from ._solution import DIFFERENTIABLE_FIELDS, OUTPUT_FIELDS
 
 _INPUT_NAMES = ("Q", "p", "G", "h", "A", "b", "lb", "ub")
 
 
-def _fused_kernel(problem: Problem, options: SolverOptions):
-    """The ``_fused`` module when this solve goes to the fused Triton kernel, else None."""
-    if options.fused_kernel is False:
-        return None
-    try:
-        from . import _fused
-    except ImportError:
-        if options.fused_kernel:
-            raise ImportError("SolverOptions(fused_kernel=True) needs Triton installed") from None
-        return None
-    return _fused if _fused.usable(problem, options) else None
+@dataclass(frozen=True)
+class _Internals:
+    """What the forward hands to ``setup_context`` besides the outputs (not a tensor output)."""
+
+    problem: Problem
+    result: IPMResult
+
+
+def _outputs(problem: Problem, r: IPMResult, dtype: torch.dtype) -> dict:
+    """The Function's outputs by name (``OUTPUT_FIELDS``), floats in ``dtype``."""
+    lam, lam_lb, lam_ub = problem.split_rows(r.lam)
+    cert_lam, cert_lam_lb, cert_lam_ub = problem.split_rows(r.certificate_dual[:, : problem.m_all])
+    cert_nu = r.certificate_dual[:, problem.m_all :] if problem.has_eq else None
+    res = r.residuals
+    out = {
+        "z": r.z, "lam": lam, "nu": r.nu, "s": problem.split_rows(r.s)[0],
+        "lam_lb": lam_lb, "lam_ub": lam_ub,
+        "status": r.status, "iterations": r.iterations,
+        "primal_residual": res.primal, "dual_residual": res.dual, "duality_gap": res.gap,
+        "certificate_z": r.certificate_primal, "certificate_lam": cert_lam,
+        "certificate_nu": cert_nu, "certificate_lam_lb": cert_lam_lb,
+        "certificate_lam_ub": cert_lam_ub,
+    }  # fmt: skip
+    assert tuple(out) == OUTPUT_FIELDS
+    return {
+        name: x.to(dtype) if x is not None and x.is_floating_point() else x
+        for name, x in out.items()
+    }
 
 
 class QPFunction(torch.autograd.Function):
     """Batched QP solve; differentiable in all eight inputs through z, lam, nu, lam_lb, lam_ub.
 
-    Outputs: (z, lam, nu, s, lam_lb, lam_ub, status, iterations, primal_residual,
-    dual_residual, duality_gap, certificate_dual, certificate_primal, internals); the first six
-    are batched tensors or None; internals carries the problem and raw iterates to setup_context.
+    Outputs: the tensors of ``OUTPUT_FIELDS`` (None for absent blocks), then an ``_Internals``
+    for ``setup_context``. ``QPSolution.from_outputs`` turns the tensors into the solution.
     """
 
     @staticmethod
-    def forward(Q, p, G, h, A, b, lb, ub, options, batch):
+    def forward(Q, p, G, h, A, b, lb, ub, options: SolverOptions, batch: int):
         inputs = (Q, p, G, h, A, b, lb, ub)
         dtype = options.compute_dtype or p.dtype
         problem = Problem.from_inputs(*(None if x is None else x.to(dtype) for x in inputs), batch)
-        factor = None
-        fused = _fused_kernel(problem, options)
-        if fused is not None:
-            want_factor = any(x is not None and x.requires_grad for x in inputs)
-            r, factor = fused.solve(problem, options, want_factor)
-        else:
-            r = _pdipm.solve(problem, options)
-        lam_g, lam_lb, lam_ub = problem.split_rows(r.lam)
-        s_g = problem.split_rows(r.s)[0]
-        res = r.residuals
-
-        def out(x):  # results in the inputs' dtype
-            return None if x is None else x.to(p.dtype)
-
-        return (
-            *map(out, (r.z, lam_g, r.nu, s_g, lam_lb, lam_ub)),
-            r.status, r.iterations, *map(out, (res.primal, res.dual, res.gap)),
-            *map(out, (r.certificate_dual, r.certificate_primal)),
-            (problem, r, factor),
-        )  # fmt: skip
+        result = _backends.solve(problem, options)
+        return (*_outputs(problem, result, p.dtype).values(), _Internals(problem, result))
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        problem, r, factor = output[-1]
-        ctx.problem, ctx.factor = problem, factor
-        if any(ctx.needs_input_grad[:8]) and factor is None:
+        internals: _Internals = output[-1]
+        problem, r = internals.problem, internals.result
+        ctx.problem, ctx.factor = problem, None
+        if any(ctx.needs_input_grad[:8]):
             # Factor once at the solution; backward reuses it (and factors nothing itself).
             with torch.no_grad():
                 ctx.factor = _implicit.factor_at_solution(
@@ -74,36 +77,42 @@ class QPFunction(torch.autograd.Function):
         # The solver's own iterates (in the compute dtype), not the cast outputs.
         ctx.save_for_backward(r.z, r.nu, r.s, r.lam)
         ctx.set_materialize_grads(False)
-        # Differentiable: z, lam, nu, lam_lb, lam_ub. Not: s and everything after lam_ub.
+        outputs = dict(zip(OUTPUT_FIELDS, output))
         ctx.mark_non_differentiable(
-            *[t for t in (output[3], *output[6:13]) if isinstance(t, torch.Tensor)]
+            *[
+                x
+                for name, x in outputs.items()
+                if x is not None and name not in DIFFERENTIABLE_FIELDS
+            ]
         )
 
     @staticmethod
-    def backward(ctx, g_z, g_lam, g_nu, _g_s, g_lam_lb, g_lam_ub, *_):
+    def backward(ctx, *grad_outputs):
         needed = dict(zip(_INPUT_NAMES, ctx.needs_input_grad[:8]))
         if not any(needed.values()) or ctx.factor is None:
             return (None,) * 10
-        problem = ctx.problem
+        grads = dict(zip(OUTPUT_FIELDS, grad_outputs))
+        problem, factor = ctx.problem, ctx.factor
         z, nu, s_all, lam_all = ctx.saved_tensors
         dtype = z.dtype
-        g_z = torch.zeros_like(z) if g_z is None else g_z.to(dtype)
-        g_lam_all = torch.cat(
-            [
-                torch.zeros_like(part) if grad is None else grad.to(dtype)
-                for part, grad in zip(problem.split_rows(lam_all), (g_lam, g_lam_lb, g_lam_ub))
-                if part is not None
-            ],
-            -1,
-        ) if problem.m_all else lam_all  # fmt: skip
-        if nu is not None:
-            g_nu = torch.zeros_like(nu) if g_nu is None else g_nu.to(dtype)
-        adj = _implicit.adjoint(problem, ctx.factor, s_all, lam_all, g_z, g_lam_all, g_nu)
-        grads = _implicit.parameter_gradients(problem, adj, z, lam_all, nu, needed)
+
+        def cotangent(grad, like):
+            return torch.zeros_like(like) if grad is None else grad.to(dtype)
+
+        g_z = cotangent(grads["z"], z)
+        g_lam_all = lam_all
+        if problem.m_all:
+            parts = zip(
+                problem.split_rows(lam_all), (grads["lam"], grads["lam_lb"], grads["lam_ub"])
+            )
+            g_lam_all = torch.cat([cotangent(g, part) for part, g in parts if part is not None], -1)
+        g_nu = None if nu is None else cotangent(grads["nu"], nu)
+        adj = _implicit.adjoint(problem, factor, s_all, lam_all, g_z, g_lam_all, g_nu)
+        param_grads = _implicit.parameter_gradients(problem, adj, z, lam_all, nu, needed)
         out = [
             None
-            if grads[name] is None
-            else reduce_to_batch_of_input(grads[name], dim).to(ctx.input_dtype)
+            if param_grads[name] is None
+            else reduce_to_batch_of_input(param_grads[name], dim).to(ctx.input_dtype)
             for name, dim in zip(_INPUT_NAMES, ctx.input_dims)
         ]
         return (*out, None, None)

@@ -33,9 +33,7 @@ class Adjoint:
 def adjoint_weights(problem: Problem, s: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
     """lam / s on existing rows, capped (see the module docstring)."""
     eps = torch.finfo(s.dtype).eps
-    Q = problem.Q  # max |Q_ij|, without a temporary of Q's size:
-    q_scale = torch.maximum(Q.amax((-2, -1)), -Q.amin((-2, -1))).clamp_min(1.0).unsqueeze(-1)
-    return torch.minimum(lam / s, q_scale / eps**0.5) * problem.mask
+    return torch.minimum(lam / s, problem.q_scale().unsqueeze(-1) / eps**0.5) * problem.mask
 
 
 def factor_at_solution(problem: Problem, s, lam, reg, refine_steps: int) -> _kkt.KKTFactor:

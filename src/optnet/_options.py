@@ -34,20 +34,16 @@ class SolverOptions:
         compute_dtype: dtype of the solver's arithmetic; ``None`` uses the inputs' dtype.
             ``torch.float64`` with float32 inputs gives float64 accuracy (and tolerances) at
             float64 cost; outputs and gradients keep the inputs' dtype.
-        cuda_graphs: on CUDA, capture the solve (start, chunks of ``check_every`` iterations,
-            finish) as CUDA graphs cached per problem shape, removing the per-kernel launch
-            cost; used for problems with ``B * n * (n + m + neq) <= 2**25`` entries, where
-            launches dominate (larger ones run eagerly).
-        compile: with ``cuda_graphs`` on CUDA, also ``torch.compile`` the iteration, fusing its
-            elementwise work (about 6x fewer kernels). Costs 20-60 s of compilation per new
-            problem shape: worth it in training loops that solve one shape many times.
-        fused_kernel: experimental: solve each problem in one program of a single Triton
-            kernel (the whole interior-point loop in registers; ``optnet._fused``), 2-4x faster
-            than the batched solver for small problems on CUDA (docs/performance.md); each new
-            problem shape compiles for 10-60 s. ``None``: on CUDA when Triton is installed and
-            the problem is small enough (padded n and neq <= 32, padded rows (m + bounds) * n
-            <= 1024); ``True``: always, raising if the problem is too large (on CPU it needs
-            ``TRITON_INTERPRET=1``, for testing); ``False`` (default): never.
+        backend: how the iterations run; ``optnet._backends`` holds the table of backends and the
+            one function that picks one. ``"auto"`` (default): ``"graphed"`` on CUDA for
+            problems whose solve is launch-bound (``B * n * (n + m + neq) <= 2**25`` entries)
+            and ``"batched"`` otherwise. ``"batched"``: tensor operations over the whole batch,
+            launched from Python each iteration. ``"graphed"``: the same iteration captured as
+            CUDA graphs cached per problem shape (on CPU its eager twin runs, for testing).
+            ``"compiled"``: ``"graphed"`` with the iteration fused by ``torch.compile`` (about
+            6x fewer kernels; 20-60 s of compilation per new problem shape, worth it in
+            training loops that solve one shape many times). ``equilibrate`` runs on
+            ``"batched"`` only.
 
     Example:
         >>> SolverOptions(eps_abs=1e-10, max_iter=100)
@@ -63,9 +59,7 @@ class SolverOptions:
     equilibrate: bool = False
     ruiz_iters: int = 10
     compute_dtype: torch.dtype | None = None
-    cuda_graphs: bool = True
-    compile: bool = False
-    fused_kernel: bool | None = False
+    backend: str = "auto"
 
     def __post_init__(self):
         for name in ("eps_abs", "eps_rel"):
@@ -93,10 +87,11 @@ class SolverOptions:
                 f"SolverOptions.compute_dtype must be None, torch.float32 or torch.float64, "
                 f"got {self.compute_dtype!r}"
             )
-        if self.fused_kernel not in (None, True, False):
-            raise ValueError(
-                f"SolverOptions.fused_kernel must be None, True or False, got {self.fused_kernel!r}"
-            )
+        from ._backends import BACKENDS  # here, not at import: the backends import this module
+
+        if self.backend != "auto" and self.backend not in BACKENDS:
+            names = ", ".join(repr(name) for name in ("auto", *BACKENDS))
+            raise ValueError(f"SolverOptions.backend must be one of {names}, got {self.backend!r}")
         if not (isinstance(self.regularization, (int, float)) and 0 <= self.regularization < 1):
             raise ValueError(
                 f"SolverOptions.regularization must be in [0, 1), got {self.regularization!r}"

@@ -108,6 +108,11 @@ class Problem:
     def has_eq(self) -> bool:
         return self.A is not None and self.A.shape[-2] > 0
 
+    def q_scale(self) -> torch.Tensor:
+        """max(1, max |Q_ij|) per problem, shape (B|1,): the scale of Q in tests on Q's products."""
+        Q = self.Q  # max |Q_ij| without a temporary of Q's size
+        return torch.maximum(Q.amax((-2, -1)), -Q.amin((-2, -1))).clamp_min(1.0)
+
     def split_rows(self, rows: torch.Tensor):
         """Split a stacked ``(B, m_all)`` tensor into its (G, lb, ub) parts (None if absent)."""
         out, start = [], 0

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from ._status import QPSolveError, QPStatus
+
+# The outputs of the autograd Function, in order; ``QPSolution.from_outputs`` is their one
+# reader. The differentiable ones (z, lam, nu, lam_lb, lam_ub) come first.
+OUTPUT_FIELDS = (
+    "z", "lam", "nu", "s", "lam_lb", "lam_ub",
+    "status", "iterations", "primal_residual", "dual_residual", "duality_gap",
+    "certificate_z", "certificate_lam", "certificate_nu", "certificate_lam_lb",
+    "certificate_lam_ub",
+)  # fmt: skip
+DIFFERENTIABLE_FIELDS = ("z", "lam", "nu", "lam_lb", "lam_ub")
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,28 @@ class QPSolution:
     dual_residual: torch.Tensor
     duality_gap: torch.Tensor
     certificate: InfeasibilityCertificate
+
+    @classmethod
+    def from_outputs(cls, outputs: Sequence[torch.Tensor | None], unbatched: bool) -> QPSolution:
+        """The solution from the autograd Function's outputs (``OUTPUT_FIELDS`` order).
+
+        ``unbatched``: no input had a batch dimension, so the batch of one is squeezed away.
+        """
+        if len(outputs) != len(OUTPUT_FIELDS):
+            raise ValueError(f"expected {len(OUTPUT_FIELDS)} outputs, got {len(outputs)}")
+        fields = {
+            name: x.squeeze(0) if unbatched and x is not None else x
+            for name, x in zip(OUTPUT_FIELDS, outputs)
+        }
+        prefix = "certificate_"
+        certificate = InfeasibilityCertificate(
+            **{
+                name[len(prefix) :]: fields.pop(name)
+                for name in OUTPUT_FIELDS
+                if name.startswith(prefix)
+            }
+        )
+        return cls(**fields, certificate=certificate)
 
     @property
     def solved(self) -> torch.Tensor:

@@ -1,24 +1,34 @@
-"""The ``optnet`` command: thin argument parsing over library code.
+"""The ``optnet`` command.
 
-Each subcommand lives in its own module, which provides ``register(subparsers)``; it adds its
-parser and sets ``func`` to a callable taking the parsed arguments and returning an exit code.
+The library itself provides ``optnet info``. Other installed packages add subcommands through
+the entry-point group ``optnet.commands``: each entry point names a ``register(subparsers)``
+callable that adds its parser and sets ``func``, a callable taking the parsed arguments and
+returning an exit code. The repository's experiments and benchmarks register theirs this way
+(``optnet sudoku``, ``optnet bench``, ...).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
+from importlib.metadata import entry_points
 
-# subcommand -> module that registers it
-_SUBCOMMANDS = {
-    "sudoku": "optnet.experiments.sudoku",
-    "denoise": "optnet.experiments.denoising",
-    "classify": "optnet.experiments.classify",
-    "bench": "optnet.bench",
-    "maros-meszaros": "optnet.maros_meszaros",
-}
+ENTRY_POINT_GROUP = "optnet.commands"
+
+
+def _info(args) -> int:
+    import torch
+
+    import optnet
+    from optnet._backends import BACKENDS
+
+    print(f"optnet {optnet.__version__}, torch {torch.__version__}")
+    print(f"CUDA: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'not available'}")
+    print(f"backends: {', '.join(BACKENDS)} (SolverOptions(backend=...), default 'auto')")
+    commands = sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+    print(f"installed commands: {', '.join(commands) if commands else 'none'}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,8 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log solver diagnostics")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for module_name in _SUBCOMMANDS.values():
-        importlib.import_module(module_name).register(subparsers)
+    info = subparsers.add_parser("info", help="versions, devices, backends, installed commands")
+    info.set_defaults(func=_info)
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
+        ep.load()(subparsers)
     return parser
 
 

@@ -6,7 +6,7 @@ import torch
 
 from ._autograd import QPFunction
 from ._options import SolverOptions
-from ._solution import InfeasibilityCertificate, QPSolution
+from ._solution import QPSolution
 from ._validate import validate_inputs
 
 
@@ -48,21 +48,5 @@ def solve_qp(
         raise TypeError(f"options must be a SolverOptions, got {type(options).__name__}")
     shape = validate_inputs(Q=Q, p=p, G=G, h=h, A=A, b=b, lb=lb, ub=ub)
     batch = 1 if shape.batch is None else shape.batch
-    out = QPFunction.apply(Q, p, G, h, A, b, lb, ub, options, batch)
-    z, lam, nu, s, lam_lb, lam_ub, status, iterations, primal, dual, gap = out[:11]
-    cert_dual, cert_primal = out[11], out[12]
-    cert_lam, cert_lb, cert_ub, cert_nu = _split_certificate(cert_dual, shape.m, lb, ub, shape.n)
-    fields = [z, lam, nu, s, lam_lb, lam_ub, status, iterations, primal, dual, gap]
-    certificate = [cert_primal, cert_lam, cert_nu, cert_lb, cert_ub]
-    if shape.batch is None:
-        fields = [None if x is None else x.squeeze(0) for x in fields]
-        certificate = [None if x is None else x.squeeze(0) for x in certificate]
-    return QPSolution(*fields, certificate=InfeasibilityCertificate(*certificate))
-
-
-def _split_certificate(cert: torch.Tensor, m: int, lb, ub, n: int):
-    sizes = [m if m else 0, n if lb is not None else 0, n if ub is not None else 0]
-    sizes.append(cert.shape[-1] - sum(sizes))
-    parts = torch.split(cert, sizes, dim=-1)
-    present = [m > 0, lb is not None, ub is not None, sizes[3] > 0]
-    return [part if keep else None for part, keep in zip(parts, present)]
+    outputs = QPFunction.apply(Q, p, G, h, A, b, lb, ub, options, batch)
+    return QPSolution.from_outputs(outputs[:-1], unbatched=shape.batch is None)

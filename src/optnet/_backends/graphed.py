@@ -1,4 +1,4 @@
-"""Replay the interior-point solve as CUDA graphs.
+"""The graphed backend: the interior-point solve replayed as CUDA graphs.
 
 A small problem's iteration is a few hundred tiny kernels, and launching them from Python costs
 far more than running them. For each problem shape (and dtype, device, options) the solve is
@@ -6,6 +6,9 @@ captured once as three graphs sharing static buffers: the starting point, a chun
 ``check_every`` iterations that advances the state in place, and the final assessment. A call
 copies its data into the static buffers, replays the graphs (the host reads the convergence
 flags only between chunks) and returns copies of the results, so callers never share memory.
+
+The ``compiled`` variant also fuses the iteration's elementwise work with ``torch.compile``.
+On CPU nothing is captured: the same buffer plumbing runs eagerly (the CPU-testable twin).
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ from typing import Any
 
 import torch
 
-from ._options import SolverOptions
-from ._pdipm import IPMResult, IPMState, Iteration, finish, initial_state
-from ._problem import Problem
+from .._ipm import IPMResult, IPMState, Iteration, finish, initial_state
+from .._options import SolverOptions
+from .._problem import Problem
 
 logger = logging.getLogger("optnet")
 _CACHE_SIZE = 4
@@ -31,6 +34,7 @@ MAX_GRAPHED_ENTRIES = 2**25
 
 
 def worth_capturing(problem: Problem) -> bool:
+    """Whether the solve is small enough to be launch-bound (see MAX_GRAPHED_ENTRIES)."""
     rows = problem.n + problem.m_all + (0 if problem.A is None else problem.A.shape[-2])
     return problem.batch * problem.n * rows <= MAX_GRAPHED_ENTRIES
 
@@ -75,12 +79,14 @@ class _Replayable:
 class CapturedSolve:
     """Static buffers for one problem shape and the three replayable parts of a solve."""
 
-    def __init__(self, problem: Problem, options: SolverOptions, chunk: int, capture: bool = True):
+    def __init__(
+        self, problem: Problem, options: SolverOptions, chunk: int, capture: bool, compiled: bool
+    ):
         self.options, self.chunk = options, chunk
         self.problem = map_tensors(problem, torch.clone)
         self.iteration = Iteration(self.problem, options)
         self._advance = self._advance_chunk
-        if options.compile:
+        if compiled:
             self._advance = torch.compile(self._advance_chunk, dynamic=False)
         # One eager pass allocates the static state and result, and (on a side stream, as
         # capture requires) creates library handles and workspaces.
@@ -120,30 +126,35 @@ class CapturedSolve:
 _cache: OrderedDict[tuple, CapturedSolve] = OrderedDict()
 
 
-def _key(problem: Problem, options: SolverOptions, chunk: int) -> tuple:
+def _key(problem: Problem, options: SolverOptions, chunk: int, compiled: bool) -> tuple:
     shapes = []
     map_tensors(problem, lambda t: shapes.append(tuple(t.shape)))
     absent = tuple(getattr(problem, f.name) is None for f in dataclasses.fields(problem))
-    return (tuple(shapes), absent, problem.batch, problem.p.dtype, problem.p.device, options, chunk)
+    device = problem.p.device
+    return (tuple(shapes), absent, problem.batch, problem.p.dtype, device, options, chunk, compiled)
 
 
 _uncapturable: set[tuple] = set()
 
 
-def solve_captured(problem: Problem, options: SolverOptions, chunk: int) -> IPMResult | None:
-    """The whole interior-point solve through cached CUDA graphs.
+def solve(problem: Problem, options: SolverOptions, compiled: bool = False) -> IPMResult | None:
+    """The whole interior-point solve through cached CUDA graphs (eagerly on CPU).
 
     Returns None when this shape cannot be captured (a library routine refused stream
-    capture); the caller then solves eagerly. The refusal is remembered per shape.
+    capture); the caller then solves with another backend. The refusal is remembered per shape.
     """
-    key = _key(problem, options, chunk)
+    chunk = options.host_check_period(problem.p.device)
+    capture = problem.p.device.type == "cuda"
+    key = _key(problem, options, chunk, compiled)
     if key in _uncapturable:
         return None
     captured = _cache.pop(key, None)
     if captured is None:
         try:
-            captured = CapturedSolve(problem, options, chunk)
+            captured = CapturedSolve(problem, options, chunk, capture, compiled)
         except RuntimeError as err:  # stream capture invalidated by a non-capturable kernel
+            if not capture:
+                raise
             logger.warning("optnet: CUDA graph capture failed (%s); solving eagerly", err)
             _uncapturable.add(key)
             torch.cuda.synchronize()
@@ -152,3 +163,7 @@ def solve_captured(problem: Problem, options: SolverOptions, chunk: int) -> IPMR
     while len(_cache) > _CACHE_SIZE:
         _cache.popitem(last=False)
     return captured.run(problem)
+
+
+def solve_compiled(problem: Problem, options: SolverOptions) -> IPMResult | None:
+    return solve(problem, options, compiled=True)

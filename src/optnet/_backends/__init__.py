@@ -1,0 +1,56 @@
+"""The backends that run the interior-point algorithm, and the ONE function that picks one.
+
+Every backend runs the same algorithm (``optnet._ipm``) and returns an ``IPMResult``; they
+differ only in how the iterations are launched. ``BACKENDS`` maps ``SolverOptions.backend``
+names to implementations; ``select`` is the only place that decides which one runs.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .._ipm import IPMResult
+from .._options import SolverOptions
+from .._problem import Problem
+from .._status import QPStatus
+from . import batched, graphed
+
+logger = logging.getLogger("optnet")
+
+# name -> solve(problem, options) -> IPMResult, or None when that backend declines at run time
+BACKENDS = {
+    "batched": batched.solve,
+    "graphed": graphed.solve,
+    "compiled": graphed.solve_compiled,
+}
+
+
+def select(problem: Problem, options: SolverOptions) -> str:
+    """The backend that solves ``problem`` under ``options`` (raises for impossible requests)."""
+    name = options.backend
+    if name not in ("auto", *BACKENDS):  # SolverOptions validates this; kept for direct callers
+        raise ValueError(f"unknown backend {name!r}; known: auto, {', '.join(BACKENDS)}")
+    if options.equilibrate:
+        if name not in ("auto", "batched"):
+            raise ValueError(
+                f"SolverOptions(equilibrate=True) runs on the 'batched' backend only, "
+                f"got backend={name!r}"
+            )
+        return "batched"
+    if name != "auto":
+        return name
+    if problem.p.device.type == "cuda" and graphed.worth_capturing(problem):
+        return "graphed"
+    return "batched"
+
+
+def solve(problem: Problem, options: SolverOptions) -> IPMResult:
+    """Solve a validated, batched problem with the selected backend."""
+    name = select(problem, options)
+    result = BACKENDS[name](problem, options)
+    if result is None:  # the graphs could not be captured for this shape
+        name, result = "batched", batched.solve(problem, options)
+    if logger.isEnabledFor(logging.DEBUG):  # a host sync: only when asked for
+        counts = {QPStatus(c).name: int(k) for c, k in enumerate(result.status.bincount()) if k}
+        logger.debug("%s backend: %d problems, statuses %s", name, problem.batch, counts)
+    return result

@@ -1,0 +1,190 @@
+"""One interior-point iteration (assess, then step) and the final assessment of a solve."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from .. import _kkt
+from .._options import SolverOptions
+from .._problem import Problem, dot, inf_norm
+from .._scaling import Scaling
+from .._status import QPStatus
+from .certificates import infeasibility_flags, rays
+from .residuals import Residuals, residuals
+from .state import RUNNING, IPMResult, IPMState
+from .step import SAFEGUARD_AFTER, STEP_FRACTION, direction, max_step
+from .stopping import MAX_REG_BUMPS, convergence, still_running
+
+
+class Iteration:
+    """One interior-point iteration as a pure function of (problem, state); no host syncs."""
+
+    def __init__(
+        self,
+        problem: Problem,
+        options: SolverOptions,
+        original: Problem | None = None,
+        scaling: Scaling | None = None,
+    ):
+        # ``problem`` is what the Newton steps see (maybe equilibrated); convergence and
+        # certificates are always judged on the ``original`` data.
+        self.problem = problem
+        self.original = problem if original is None else original
+        self.scaling = scaling
+        self.options = options
+        dtype = problem.p.dtype
+        self.eps_abs, self.eps_rel = options.tolerances(dtype)
+        self.tiny = torch.finfo(dtype).tiny
+        # In float32, mu near the tolerance floor is mostly rounding, and the safeguard below
+        # then rejects good corrector steps (measured: more MAX_ITER on random QPs).
+        self.safeguard = dtype == torch.float64
+        self.mask = problem.mask.expand(problem.batch, -1)
+        # On CPU the factorizations reuse their memory (see _kkt.Buffers); a factor does not
+        # outlive its iteration.
+        self.sync_free = problem.p.device.type == "cpu"  # reading a flag costs no sync
+        self.buffers = _kkt.Buffers() if self.sync_free else None
+
+    def unscaled(self, state: IPMState):
+        """(z, s, lam, nu) of the original problem."""
+        if self.scaling is None:
+            return state.z, state.s, state.lam, state.nu
+        return self.scaling.unscale(self.problem, state.z, state.s, state.lam, state.nu)
+
+    def assess(self, state: IPMState, check_certificates: bool, res: Residuals | None = None):
+        """Statuses on the original data: (status, running, gap tolerance, merit).
+
+        ``merit`` is the largest ratio of a residual to its tolerance (<= 1 means converged).
+
+        ``res`` are the residuals of ``state`` when no scaling is in use (saves recomputing).
+        """
+        z, s, lam, nu = self.unscaled(state)
+        if res is None or self.scaling is not None:
+            res = residuals(self.original, z, s, lam, nu)
+        status, running = state.status, state.status == RUNNING
+        converged, merit, gap_tolerance = convergence(res, self.eps_abs, self.eps_rel)
+        if check_certificates and (not self.sync_free or self._may_be_infeasible(z, lam, nu)):
+            p_inf, d_inf = infeasibility_flags(
+                self.original, z, lam, nu, self.options.eps_infeasible, res
+            )
+            status = torch.where(running & d_inf, int(QPStatus.DUAL_INFEASIBLE), status)
+            status = torch.where(running & p_inf, int(QPStatus.PRIMAL_INFEASIBLE), status)
+        status = torch.where(running & converged, int(QPStatus.SOLVED), status)
+        status = torch.where(state.bumps > MAX_REG_BUMPS, int(QPStatus.NUMERICAL_ERROR), status)
+        return status, self.running_after(status, state.iterations), gap_tolerance, merit
+
+    def _may_be_infeasible(self, z, lam, nu) -> bool:
+        """Whether any certificate can hold: both need a ray longer than 1 / eps_infeasible.
+
+        A host read, so only where it is free (CPU): it spares the certificates' work.
+        """
+        eps = self.options.eps_infeasible
+        longest = torch.maximum(inf_norm(z), inf_norm(lam))
+        if nu is not None:
+            longest = torch.maximum(longest, inf_norm(nu))
+        return bool((longest * eps > 1).any())
+
+    def __call__(self, state: IPMState, check_certificates: bool) -> IPMState:
+        problem, mask = self.problem, self.mask
+        # From the mask each call: a replayed CUDA graph sees new data in the same buffers.
+        count = mask.sum(-1).clamp_min(1)
+        z, s, lam, nu = state.z, state.s, state.lam, state.nu
+        res = residuals(problem, z, s, lam, nu)
+        status, running, gap_tolerance, merit = self.assess(state, check_certificates, res)
+        if self.sync_free and not bool(running.any()):
+            # CPU, where reading a flag is free: nothing left to move, skip the Newton step
+            # (the result is the same: no problem moves and no best iterate changes).
+            return dataclasses.replace(state, status=status)
+        better = (running & (merit < state.best_merit)).unsqueeze(-1)
+        best = [
+            None if x is None else torch.where(better, x, kept)
+            for x, kept in zip(
+                (z, s, lam, nu), (state.best_z, state.best_s, state.best_lam, state.best_nu)
+            )
+        ]
+        best_merit = torch.where(better.squeeze(-1), merit, state.best_merit)
+        if self.scaling is not None:
+            gap_tolerance = gap_tolerance * self.scaling.c.squeeze(-1)  # gap in scaled units
+
+        reg = self.options.regularization * 100.0**state.bumps
+        w = lam / s * mask
+        f = _kkt.factor(problem, w, reg, self.options.refine_steps, self.buffers)
+        # Predictor (affine-scaling) direction: used only to choose the centering, so unrefined.
+        predictor = direction(problem, f, res, s, lam, w, s * lam, 0)
+        dz, ds, dlam, dnu = predictor
+        alpha_aff = torch.minimum(max_step(s, ds), max_step(lam, dlam))
+        a = alpha_aff.unsqueeze(-1)
+        mu_aff = dot((s + a * ds) * mask, lam + a * dlam) / count
+        sigma = (mu_aff / res.mu.clamp_min(self.tiny)).clamp(0, 1) ** 3
+        # Corrector with Mehrotra's second-order term. Aim no lower than the complementarity
+        # the gap tolerance needs: slacks at round-off level only make the matrix ill-conditioned.
+        mu_target = torch.maximum(sigma * res.mu, 0.1 * gap_tolerance / count)
+        r_comp = (s * lam + ds * dlam - mu_target.unsqueeze(-1)) * mask
+        dz, ds, dlam, dnu = direction(problem, f, res, s, lam, w, r_comp, self.options.refine_steps)
+        alpha = torch.minimum(max_step(s, ds), max_step(lam, dlam))
+        alpha = (STEP_FRACTION * alpha).clamp(max=1.0)
+        # Safeguard: near the solution Mehrotra's second-order term can make complementarity
+        # rise and the iterates cycle; after SAFEGUARD_AFTER iterations, where the corrected
+        # step increases mu and the (damped) predictor step would not, take the predictor step.
+        # (On CPU, where reading a flag is free, skipped while no problem is that far.)
+        if self.safeguard and (
+            not self.sync_free or bool((state.iterations >= SAFEGUARD_AFTER).any())
+        ):
+            a, a_aff = alpha.unsqueeze(-1), (STEP_FRACTION * alpha_aff).unsqueeze(-1)
+            mu_corr = dot((s + a * ds) * mask, lam + a * dlam)
+            mu_pred = dot((s + a_aff * predictor[1]) * mask, lam + a_aff * predictor[2])
+            use_pred = (mu_corr > res.mu * count) & (mu_pred < mu_corr)
+            use_pred &= state.iterations >= SAFEGUARD_AFTER
+            pick = use_pred.unsqueeze(-1)
+            dz, ds, dlam = (torch.where(pick, p, c) for p, c in zip(predictor[:3], (dz, ds, dlam)))
+            if dnu is not None:
+                dnu = torch.where(pick, predictor[3], dnu)
+            alpha = torch.where(use_pred, STEP_FRACTION * alpha_aff, alpha)
+
+        move = running & f.ok
+        a = torch.where(move, alpha, torch.zeros_like(alpha)).unsqueeze(-1)
+        z_new, s_new, lam_new = z + a * dz, s + a * ds, lam + a * dlam
+        nu_new = None if nu is None else nu + a * dnu
+        # A sum is finite only when all its terms are (or overflows past 1e308: as fatal).
+        total = z_new.sum(-1) + s_new.sum(-1) + lam_new.sum(-1)
+        if nu_new is not None:
+            total = total + nu_new.sum(-1)
+        finite = torch.isfinite(total)
+        status = torch.where(running & ~finite, int(QPStatus.NUMERICAL_ERROR), status)
+        keep = (move & finite).unsqueeze(-1)
+        z = torch.where(keep, z_new, z)
+        s = torch.where(keep & (mask > 0), s_new.clamp_min(self.tiny), s)
+        lam = torch.where(keep, lam_new.clamp_min(0), lam)
+        if nu is not None:
+            nu = torch.where(keep, nu_new, nu)
+        return IPMState(
+            z, s, lam, nu, status,
+            state.iterations + running.long(),
+            state.bumps + (running & ~f.ok).long(),
+            *best, best_merit,
+        )  # fmt: skip
+
+    def running_after(self, status: torch.Tensor, iterations: torch.Tensor) -> torch.Tensor:
+        return still_running(status, iterations, self.options.max_iter)
+
+    def running(self, state: IPMState) -> torch.Tensor:
+        return self.running_after(state.status, state.iterations)
+
+
+def finish(iteration: Iteration, state: IPMState) -> IPMResult:
+    """Final assessment of the last iterate, statuses, certificates, on the original data."""
+    problem, options = iteration.original, iteration.options
+    status, _, _, merit = iteration.assess(state, check_certificates=True)
+    status = torch.where(status == RUNNING, int(QPStatus.MAX_ITER), status)
+    unsolved = (status == QPStatus.MAX_ITER) | (status == QPStatus.NUMERICAL_ERROR)
+    use_best = unsolved & (state.best_merit < merit)
+    z, s, lam, nu = state.iterate(use_best)
+    z, s, lam, nu = iteration.unscaled(dataclasses.replace(state, z=z, s=s, lam=lam, nu=nu))
+    res = residuals(problem, z, s, lam, nu)
+    cert_dual, cert_primal = rays(problem, z, lam, nu, status)
+    reg = options.regularization * 100.0**state.bumps
+    return IPMResult(
+        z, s, lam, nu, status, state.iterations, res, cert_dual, cert_primal,
+        reg.to(z.dtype),
+    )  # fmt: skip

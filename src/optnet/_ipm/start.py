@@ -1,0 +1,61 @@
+"""The starting point of the interior-point method."""
+
+from __future__ import annotations
+
+import torch
+
+from .. import _kkt
+from .._options import SolverOptions
+from .._problem import Problem, dot
+from .certificates import crossed_bounds_status
+from .state import RUNNING, IPMState
+
+
+def initial_point(
+    problem: Problem, reg: torch.Tensor, refine_steps: int, buffers: _kkt.Buffers | None = None
+):
+    """Least-squares start (Mehrotra's heuristic, Nocedal & Wright eq. 16.60).
+
+    Solves ``min 1/2 z'Qz + p'z + 1/2 ||Cz - h||^2  s.t.  Az = b``, then shifts slacks and
+    duals into the positive orthant and balances them.
+    """
+    mask = problem.mask
+    batch = problem.batch
+    h_all = problem.h_all.expand(batch, -1)
+    f = _kkt.factor(problem, mask.expand(batch, -1), reg, refine_steps, buffers)
+    r2 = None if not problem.has_eq else problem.b.expand(batch, -1)
+    z, nu = _kkt.solve(f, -problem.p + problem.ineq_t(h_all * mask), r2)
+    if nu is None and problem.has_eq:
+        nu = z.new_zeros(batch, problem.A.shape[-2])
+    s = (h_all - problem.ineq(z)) * mask
+    lam = -s
+    big = torch.finfo(z.dtype).max
+    if problem.m_all:
+        s = s + (-1.5 * torch.where(mask > 0, s, big).amin(-1, keepdim=True)).clamp_min(0)
+        lam = lam + (-1.5 * torch.where(mask > 0, lam, big).amin(-1, keepdim=True)).clamp_min(0)
+        s, lam = s * mask, lam * mask
+        sl = dot(s, lam).unsqueeze(-1)
+        s_new = s + 0.5 * sl / lam.sum(-1, keepdim=True).clamp_min(1e-30)
+        lam_new = lam + 0.5 * sl / s.sum(-1, keepdim=True).clamp_min(1e-30)
+        # Degenerate starts (all slacks or duals zero) fall back to the unit point.
+        degenerate = (sl <= 0) | ~torch.isfinite(s_new + lam_new).all(-1, keepdim=True)
+        s = torch.where(degenerate, torch.ones_like(s), s_new.clamp_min(1e-8))
+        lam = torch.where(degenerate, torch.ones_like(lam), lam_new.clamp_min(1e-8))
+    # Masked rows (infinite rhs): slack 1, dual 0, never touched again.
+    s = torch.where(mask > 0, s, torch.ones_like(s))
+    lam = lam * mask
+    return z, s, lam, nu
+
+
+def initial_state(
+    problem: Problem, options: SolverOptions, buffers: _kkt.Buffers | None = None
+) -> IPMState:
+    batch, device = problem.batch, problem.p.device
+    reg = torch.full((batch,), options.regularization, dtype=problem.p.dtype, device=device)
+    z, s, lam, nu = initial_point(problem, reg, options.refine_steps, buffers)
+    status = torch.full((batch,), RUNNING, dtype=torch.int64, device=device)
+    status = crossed_bounds_status(problem, status)
+    zeros = torch.zeros(batch, dtype=torch.int64, device=device)
+    best = [None if x is None else x.clone() for x in (z, s, lam, nu)]
+    no_merit = torch.full((batch,), float("inf"), dtype=z.dtype, device=device)
+    return IPMState(z, s, lam, nu, status, zeros, zeros.clone(), *best, no_merit)

@@ -1,0 +1,36 @@
+"""The stopping rule: when an iterate is converged, how good it is, when a problem stops."""
+
+from __future__ import annotations
+
+import torch
+
+from .residuals import Residuals
+from .state import RUNNING
+
+# A problem whose Newton matrix fails to factor more often than this (each failure raises the
+# regularization 100x) is a numerical error.
+MAX_REG_BUMPS = 6
+
+
+def convergence(res: Residuals, eps_abs: float, eps_rel: float):
+    """(converged, merit, gap tolerance) per problem.
+
+    Converged: primal residual, dual residual and duality gap each ``<= eps_abs + eps_rel *
+    scale`` with their own scale (``Residuals``). ``merit`` is the largest ratio of a residual to
+    its tolerance (<= 1 means converged; +inf when not finite).
+    """
+    primal_tolerance = eps_abs + eps_rel * res.primal_scale
+    dual_tolerance = eps_abs + eps_rel * res.dual_scale
+    gap_tolerance = eps_abs + eps_rel * res.gap_scale
+    converged = (
+        (res.primal <= primal_tolerance) & (res.dual <= dual_tolerance) & (res.gap <= gap_tolerance)
+    )
+    merit = torch.maximum(res.primal / primal_tolerance, res.dual / dual_tolerance)
+    merit = torch.maximum(merit, res.gap / gap_tolerance)
+    merit = torch.where(torch.isfinite(merit), merit, torch.full_like(merit, float("inf")))
+    return converged, merit, gap_tolerance
+
+
+def still_running(status: torch.Tensor, iterations: torch.Tensor, max_iter: int) -> torch.Tensor:
+    """Problems that take another iteration."""
+    return (status == RUNNING) & (iterations < max_iter)
