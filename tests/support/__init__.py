@@ -1,10 +1,13 @@
-"""Shared by the tests: problem generators, the reference solver, the tolerance table."""
+"""Shared by the tests: problem generators, the reference solver, the exact derivative at a
+known solution, and the tolerance table."""
 
+from .derivatives import active_set_gradients
 from .problems import known_solution_problem, random_qp, reference_solve
 from .tolerances import TOLERANCES, assert_close_to, relative_error
 
 __all__ = [
     "TOLERANCES",
+    "active_set_gradients",
     "assert_close_to",
     "known_solution_problem",
     "random_qp",
