@@ -12,6 +12,7 @@ from ._ipm import IPMResult
 from ._options import SolverOptions
 from ._problem import Problem
 from ._solution import DIFFERENTIABLE_FIELDS, OUTPUT_FIELDS
+from ._status import QPStatus
 
 _INPUT_NAMES = ("Q", "p", "G", "h", "A", "b", "lb", "ub")
 
@@ -65,17 +66,13 @@ class QPFunction(torch.autograd.Function):
     def setup_context(ctx, inputs, output):
         internals: _Internals = output[-1]
         problem, r = internals.problem, internals.result
-        ctx.problem, ctx.factor = problem, None
-        if any(ctx.needs_input_grad[:8]):
-            # Factor once at the solution; backward reuses it (and factors nothing itself).
-            with torch.no_grad():
-                ctx.factor = _implicit.factor_at_solution(
-                    problem, r.s, r.lam, r.regularization, inputs[8].refine_steps
-                )
+        # The polish's active-set factor: backward reuses it (and factors nothing itself).
+        ctx.problem = problem
+        ctx.factor = r.factor if any(ctx.needs_input_grad[:8]) else None
         ctx.input_dims = [None if x is None else x.dim() for x in inputs[:8]]
         ctx.input_dtype = inputs[1].dtype
         # The solver's own iterates (in the compute dtype), not the cast outputs.
-        ctx.save_for_backward(r.z, r.nu, r.s, r.lam)
+        ctx.save_for_backward(r.z, r.nu, r.lam, r.status)
         ctx.set_materialize_grads(False)
         outputs = dict(zip(OUTPUT_FIELDS, output))
         ctx.mark_non_differentiable(
@@ -93,11 +90,13 @@ class QPFunction(torch.autograd.Function):
             return (None,) * 10
         grads = dict(zip(OUTPUT_FIELDS, grad_outputs))
         problem, factor = ctx.problem, ctx.factor
-        z, nu, s_all, lam_all = ctx.saved_tensors
+        z, nu, lam_all, status = ctx.saved_tensors
         dtype = z.dtype
+        # Unsolved problems (and failed factors) get zero gradients, not finite garbage.
+        valid = ((status == QPStatus.SOLVED) & factor.ok).unsqueeze(-1)
 
         def cotangent(grad, like):
-            return torch.zeros_like(like) if grad is None else grad.to(dtype)
+            return torch.zeros_like(like) if grad is None else grad.to(dtype) * valid
 
         g_z = cotangent(grads["z"], z)
         g_lam_all = lam_all
@@ -107,7 +106,7 @@ class QPFunction(torch.autograd.Function):
             )
             g_lam_all = torch.cat([cotangent(g, part) for part, g in parts if part is not None], -1)
         g_nu = None if nu is None else cotangent(grads["nu"], nu)
-        adj = _implicit.adjoint(problem, factor, s_all, lam_all, g_z, g_lam_all, g_nu)
+        adj = _implicit.adjoint(factor, g_z, g_lam_all, g_nu)
         param_grads = _implicit.parameter_gradients(problem, adj, z, lam_all, nu, needed)
         out = [
             None

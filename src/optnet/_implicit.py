@@ -1,16 +1,15 @@
 """Implicit differentiation of the KKT conditions at the solution (Amos & Kolter 2017, eq. 7-8).
 
-With F(z, lam, nu; theta) = [Qz + p + C'lam + A'nu;  diag(lam)(Cz - h);  Az - b] = 0 at the
-solution, a loss with cotangents g = (g_z, g_lam, g_nu) has gradient -d' dF/dtheta, where
-d solves the transposed KKT system J' d = g. Eliminating d_lam with the slacks s = h - Cz gives
-the same reduced matrix ``H = Q + C' diag(lam/s) C`` as the forward Newton steps. The forward
-pass factors it once at the solution (only when a gradient will be needed) and the backward
-pass reuses that factor: it factors nothing.
+At a solution with strict complementarity the active constraints hold with equality and the
+inactive ones have zero duals, so near the data (z, lam_a, nu) is the solution of the linear
+system ``K [z; lam_a; nu] = [-p; h_a; b]`` with ``K = [Q C_a' A'; C_a 0 0; A 0 0]``. A loss
+with cotangents g = (g_z, g_lam, g_nu) then has gradient ``d' (d rhs - dK x)`` where K d = g
+(K is symmetric): the exact derivative. The forward pass's polish factors K
+(``_kkt.ActiveSetFactor``) and the backward reuses that factor: it factors nothing.
 
-At the solution the weight lam/s of an active constraint is ~1/tolerance, which would make H
-so ill-conditioned that a float64 solve keeps only ~4 digits. The weights are capped at
-``max(1, |Q|) / sqrt(eps)``: the capped system is a penalty approximation of "active rows hold
-with equality" whose error (~sqrt(eps) relative) stays below the solve's round-off.
+Which element of the generalized derivative at a weakly active constraint (lam_i = s_i = 0):
+the polish's active set decides, a row is active when the interior point ended with
+lam_i > s_i; the gradient is the one-sided derivative of that piece.
 """
 
 from __future__ import annotations
@@ -26,27 +25,13 @@ from ._problem import Problem
 @dataclass(frozen=True)
 class Adjoint:
     d_z: torch.Tensor  # (B, n)
-    y: torch.Tensor  # diag(lam) d_lam, (B, m_all): the adjoint of the constraint rows
+    y: torch.Tensor  # (B, m_all): the adjoint of the constraint rows, 0 on inactive ones
     d_nu: torch.Tensor | None  # (B, neq)
 
 
-def adjoint_weights(problem: Problem, s: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
-    """lam / s on existing rows, capped (see the module docstring)."""
-    eps = torch.finfo(s.dtype).eps
-    return torch.minimum(lam / s, problem.q_scale().unsqueeze(-1) / eps**0.5) * problem.mask
-
-
-def factor_at_solution(problem: Problem, s, lam, reg, refine_steps: int) -> _kkt.KKTFactor:
-    """The factorization the backward pass will reuse; computed once, in the forward pass."""
-    return _kkt.factor(problem, adjoint_weights(problem, s, lam), reg, refine_steps)
-
-
-def adjoint(problem: Problem, factor: _kkt.KKTFactor, s, lam, g_z, g_lam, g_nu) -> Adjoint:
-    """Solve J' d = (g_z, g_lam, g_nu) with the saved factor."""
-    w = adjoint_weights(problem, s, lam)
-    r1 = g_z + problem.ineq_t(w * g_lam)
-    d_z, d_nu = _kkt.solve(factor, r1, g_nu)
-    y = w * (problem.ineq(d_z) - g_lam)
+def adjoint(factor: _kkt.ActiveSetFactor, g_z, g_lam, g_nu) -> Adjoint:
+    """Solve K d = (g_z, g_lam, g_nu) with the active-set KKT matrix K saved by the forward."""
+    d_z, y, d_nu = _kkt.solve_active(factor, g_z, g_lam, g_nu)
     return Adjoint(d_z, y, d_nu)
 
 

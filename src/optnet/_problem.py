@@ -113,6 +113,26 @@ class Problem:
         Q = self.Q  # max |Q_ij| without a temporary of Q's size
         return torch.maximum(Q.amax((-2, -1)), -Q.amin((-2, -1))).clamp_min(1.0)
 
+    def row_norms_sq(self) -> torch.Tensor:
+        """||C_i||^2 of each stacked inequality row, shape (B|1, m_all); 1 for zero rows."""
+        parts = []
+        if self.G is not None:
+            norms = self.G.square().sum(-1)
+            parts.append(torch.where(norms > 0, norms, torch.ones_like(norms)))
+        for bound in (self.lb, self.ub):
+            if bound is not None:
+                parts.append(torch.ones_like(bound))
+        return _stack(parts, self.p)
+
+    def to(self, dtype: torch.dtype) -> Problem:
+        """The same problem in another floating dtype."""
+        changes = {
+            f.name: x.to(dtype)
+            for f in dataclasses.fields(self)
+            if isinstance(x := getattr(self, f.name), torch.Tensor)
+        }
+        return dataclasses.replace(self, **changes)
+
     def split_rows(self, rows: torch.Tensor):
         """Split a stacked ``(B, m_all)`` tensor into its (G, lb, ub) parts (None if absent)."""
         out, start = [], 0

@@ -12,6 +12,7 @@ from .._problem import Problem, dot, inf_norm
 from .._scaling import Scaling
 from .._status import QPStatus
 from .certificates import infeasibility_flags, rays
+from .polish import polish
 from .residuals import Residuals, residuals
 from .state import RUNNING, IPMResult, IPMState
 from .step import SAFEGUARD_AFTER, STEP_FRACTION, direction, max_step
@@ -173,18 +174,20 @@ class Iteration:
 
 
 def finish(iteration: Iteration, state: IPMState) -> IPMResult:
-    """Final assessment of the last iterate, statuses, certificates, on the original data."""
+    """Final assessment on the original data: statuses, the polish, certificates."""
     problem, options = iteration.original, iteration.options
     status, _, _, merit = iteration.assess(state, check_certificates=True)
     status = torch.where(status == RUNNING, int(QPStatus.MAX_ITER), status)
     unsolved = (status == QPStatus.MAX_ITER) | (status == QPStatus.NUMERICAL_ERROR)
     use_best = unsolved & (state.best_merit < merit)
+    merit = torch.where(use_best, state.best_merit, merit)
     z, s, lam, nu = state.iterate(use_best)
     z, s, lam, nu = iteration.unscaled(dataclasses.replace(state, z=z, s=s, lam=lam, nu=nu))
-    res = residuals(problem, z, s, lam, nu)
     cert_dual, cert_primal = rays(problem, z, lam, nu, status)
-    reg = options.regularization * 100.0**state.bumps
+    reg = (options.regularization * 100.0**state.bumps).to(z.dtype)
+    z, s, lam, nu, status, res, factor, polished = polish(
+        problem, z, s, lam, nu, status, merit, reg, iteration.eps_abs, iteration.eps_rel
+    )
     return IPMResult(
-        z, s, lam, nu, status, state.iterations, res, cert_dual, cert_primal,
-        reg.to(z.dtype),
-    )  # fmt: skip
+        z, s, lam, nu, status, state.iterations, res, cert_dual, cert_primal, factor, polished
+    )

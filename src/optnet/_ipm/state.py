@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .._kkt import ActiveSetFactor
 from .residuals import Residuals
 
 # Status of a problem that is still iterating (the final statuses are QPStatus codes >= 0).
@@ -64,8 +65,7 @@ class IPMState:
 class IPMResult:
     """A finished solve in the solver's dtype, inequality rows stacked as ``Problem`` lays them.
 
-    ``regularization`` is the one the factorizations ended with: the backward pass factors the
-    KKT matrix at the solution with it.
+    ``factor`` is the active-set KKT factor made by the polish; the backward pass reuses it.
     """
 
     z: torch.Tensor  # (B, n)
@@ -77,4 +77,5 @@ class IPMResult:
     residuals: Residuals
     certificate_dual: torch.Tensor  # (B, m_all + neq) ray (lam, nu) for PRIMAL_INFEASIBLE
     certificate_primal: torch.Tensor  # (B, n) ray z for DUAL_INFEASIBLE
-    regularization: torch.Tensor  # (B,)
+    factor: ActiveSetFactor
+    polished: torch.Tensor  # (B,) bool: the returned point is the polished one

@@ -1,1 +1,0 @@
-"""The paper's experiments: Sudoku, total-variation denoising, classification."""
