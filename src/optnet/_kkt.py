@@ -251,7 +251,7 @@ def factor_active(problem: Problem, active: torch.Tensor, reg: torch.Tensor) -> 
 
 
 # Refinement steps of an active-set solve: each gains ~8 digits in float64, ~3 in float32.
-ACTIVE_SET_REFINE_STEPS = {torch.float64: 3, torch.float32: 6}
+ACTIVE_SET_REFINE_STEPS = {torch.float64: 3, torch.float32: 10}
 
 
 def solve_active(

@@ -12,13 +12,20 @@ solution for that active set.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from .. import _kkt
-from .._problem import Problem
+from .._problem import Problem, inf_norm
 from .._status import QPStatus
 from .residuals import residuals
 from .stopping import convergence
+
+# Polish rounds: a round whose active set was wrong (a negative dual or a violated inactive row)
+# corrects it for the next round. The interior point's set is right unless a margin is near
+# its tolerance (float32's 1e-4: measured, a second round fixes most of those).
+POLISH_ROUNDS = 3
 
 
 def polish(problem: Problem, z, s, lam, nu, status, merit, reg, eps_abs: float, eps_rel: float):
@@ -28,22 +35,70 @@ def polish(problem: Problem, z, s, lam, nu, status, merit, reg, eps_abs: float, 
     polished, and a polished MAX_ITER problem that meets the tolerances becomes SOLVED.
     """
     batch = z.shape[0]
-    mask = problem.mask
-    active = (lam > s) & (mask > 0)
-    factor = _kkt.factor_active(problem, active, reg)
-    r2 = problem.b.expand(batch, -1) if problem.has_eq else None
+    mask = problem.mask > 0
     h_all = problem.h_all.expand(batch, -1)
-    z_p, lam_p, nu_p = _kkt.solve_active(factor, -problem.p.expand(batch, -1), h_all, r2)
-    lam_p = lam_p.clamp_min(0) * factor.active
-    s_p = ((h_all - problem.ineq(z_p)) * (1 - factor.active)).clamp_min(0)
-    s_p = torch.where(mask > 0, s_p, torch.ones_like(s_p))  # absent rows keep slack 1
-    res_p = residuals(problem, z_p, s_p, lam_p, nu_p)
-    converged, merit_p, _ = convergence(res_p, eps_abs, eps_rel)
+    r1 = -problem.p.expand(batch, -1)
+    r2 = problem.b.expand(batch, -1) if problem.has_eq else None
     eligible = (status == QPStatus.SOLVED) | (status == QPStatus.MAX_ITER)
-    take = eligible & factor.ok & (converged | (merit_p < merit))
-    status = torch.where(take & converged, int(QPStatus.SOLVED), status)
-    pick = take.unsqueeze(-1)
+    active = (lam > s) & mask
+    taken = torch.zeros_like(eligible)  # a converged polished point was found
+    factor = point = None
+    for _ in range(POLISH_ROUNDS):
+        f = _kkt.factor_active(problem, active, reg)
+        z_p, lam_raw, nu_p = _kkt.solve_active(f, r1, h_all, r2)
+        s_raw = (h_all - problem.ineq(z_p)) * ~active
+        lam_p = lam_raw.clamp_min(0) * active
+        s_p = torch.where(mask, s_raw.clamp_min(0), torch.ones_like(s_raw))  # absent rows: 1
+        res = residuals(problem, z_p, s_p, lam_p, nu_p)
+        converged, merit_p, _ = convergence(res, eps_abs, eps_rel)
+        # The right active set gives signs right to round-off; a wrong one is off by its
+        # margin, which may be inside the tolerances (float32): demand the signs too.
+        converged &= _signs_hold(lam_raw, s_raw, active, mask, res)
+        # Problems already taken keep the point and factor of their round.
+        new_point = (z_p, s_p, lam_p, nu_p, merit_p, f.ok)
+        factor = f if factor is None else _where(taken, factor, f)
+        point = new_point if point is None else _where(taken, point, new_point)
+        taken = taken | (eligible & f.ok & converged)
+        # The next round's active set: drop rows with negative duals, add violated rows.
+        corrected = (active & (lam_raw >= 0)) | (mask & ~active & (s_raw < 0))
+        active = torch.where(taken.unsqueeze(-1), active, corrected)
+        if problem.p.device.type == "cpu" and bool((taken | ~eligible).all()):
+            break  # reading a flag is free on CPU: skip the rounds nobody needs
+    z_p, s_p, lam_p, nu_p, merit_p, ok = point
+    # Not converged: an unsolved problem still takes the polished point if it is better.
+    unsolved = status == QPStatus.MAX_ITER
+    use = taken | (eligible & unsolved & ok & (merit_p < merit))
+    status = torch.where(taken, int(QPStatus.SOLVED), status)
+    pick = use.unsqueeze(-1)
     z, s, lam = (torch.where(pick, new, old) for new, old in ((z_p, z), (s_p, s), (lam_p, lam)))
     if nu is not None:
         nu = torch.where(pick, nu_p, nu)
-    return z, s, lam, nu, status, residuals(problem, z, s, lam, nu), factor, take
+    return z, s, lam, nu, status, residuals(problem, z, s, lam, nu), factor, use
+
+
+def _signs_hold(lam, s, active, mask, res) -> torch.Tensor:
+    """Duals of active rows and slacks of inactive rows >= 0, up to eps^(3/4) of their scale."""
+    if lam.shape[-1] == 0:
+        return torch.ones_like(res.primal, dtype=torch.bool)
+    eps = torch.finfo(lam.dtype).eps ** 0.75
+    dual_ok = torch.where(active, lam, 0).amin(-1) >= -eps * inf_norm(lam).clamp_min(1)
+    slack_ok = torch.where(mask & ~active, s, 0).amin(-1) >= -eps * res.primal_scale.clamp_min(1)
+    return dual_ok & slack_ok
+
+
+def _where(keep: torch.Tensor, kept, new):
+    """Per problem, ``kept`` where ``keep`` else ``new``, through tuples and dataclasses.
+
+    Tensors without the batch dimension (shared data) and non-tensors are the same in both.
+    """
+    if isinstance(kept, torch.Tensor):
+        if kept is new or kept.dim() == 0 or kept.shape[0] != keep.shape[0]:
+            return kept
+        return torch.where(keep.view(-1, *([1] * (kept.dim() - 1))), kept, new)
+    if isinstance(kept, tuple):
+        return tuple(_where(keep, a, b) for a, b in zip(kept, new))
+    if dataclasses.is_dataclass(kept) and kept is not new:
+        changes = {f.name: _where(keep, getattr(kept, f.name), getattr(new, f.name))
+                   for f in dataclasses.fields(kept)}  # fmt: skip
+        return dataclasses.replace(kept, **changes)
+    return kept
