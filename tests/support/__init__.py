@@ -1,8 +1,9 @@
 """Shared by the tests: problem generators, the reference solver, the exact derivative at a
 known solution, and the tolerance table."""
 
-from .derivatives import active_set_gradients
-from .problems import known_solution_problem, random_qp, reference_solve
+from optnet_benchmarks.known_solution import active_set_gradients, known_solution_problem
+
+from .problems import random_qp, reference_solve
 from .tolerances import TOLERANCES, assert_close_to, relative_error
 
 __all__ = [

@@ -44,30 +44,6 @@ def random_qp(
     return tuple(None if x is None else x.to(dtype) for x in (Q, p, G, h, A, b))
 
 
-def known_solution_problem(batch: int, n: int, m: int, neq: int, seed: int):
-    """Pick z*, lam*, nu*, s* with strict complementarity and derive h, b, p from them.
-
-    At most (n - neq) / 2 constraints are active, so that the active rows are linearly
-    independent and the duals are unique.
-    """
-    g = torch.Generator().manual_seed(seed)
-    d = torch.float64
-    M = torch.randn(batch, n, n, generator=g, dtype=d)
-    Q = M @ M.mT / n + 0.5 * torch.eye(n, dtype=d)
-    G = torch.randn(batch, m, n, generator=g, dtype=d)
-    A = torch.randn(batch, neq, n, generator=g, dtype=d)
-    z = torch.randn(batch, n, generator=g, dtype=d)
-    n_active = (n - neq) // 2
-    active = torch.rand(batch, m, generator=g).argsort(-1).argsort(-1) < n_active
-    lam = torch.where(active, 0.5 + torch.rand(batch, m, generator=g, dtype=d), 0)
-    s = torch.where(active, 0, 0.5 + torch.rand(batch, m, generator=g, dtype=d))
-    nu = torch.randn(batch, neq, generator=g, dtype=d)
-    h = (G @ z.unsqueeze(-1)).squeeze(-1) + s
-    b = (A @ z.unsqueeze(-1)).squeeze(-1)
-    p = -(Q @ z.unsqueeze(-1) + G.mT @ lam.unsqueeze(-1) + A.mT @ nu.unsqueeze(-1)).squeeze(-1)
-    return (Q, p, G, h, A, b), (z, lam, nu, s)
-
-
 def reference_solve(Q, p, G=None, h=None, A=None, b=None, lb=None, ub=None):
     """Solve one unbatched QP with clarabel in float64; returns (z, lam, nu) as numpy arrays."""
     import clarabel
