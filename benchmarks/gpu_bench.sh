@@ -3,25 +3,33 @@
 #
 #   bash benchmarks/gpu_bench.sh        (carry: .whl and .gpu_data; results under $OUT)
 #
+#   0. the GPU tests (`pytest -m gpu tests`: every test marked gpu, e.g. the graphed and
+#      compiled backends against the batched one), a summary of their outcome.
 #   1. `optnet bench`: optnet vs qpth 0.0.18 on CUDA over the paper grid n in {10,50,100,500},
 #      m = n, no equalities, B in {1,128,1024}, float64 and float32. The grid holds the issue-6
 #      target cases, printed again as their own table after it.
 #   2. `optnet maros-meszaros` on CUDA: float64 at the high/mid/low tiers, then float32 at low.
 #
+# The commands run as `python3 -m optnet_benchmarks bench|maros-meszaros` (the same parsers as
+# `optnet bench|maros-meszaros`) with src/, experiments/ and benchmarks/ on PYTHONPATH: nothing
+# is installed into the image except the carried wheels.
 # Needs .whl/ (qpth 0.0.18, cvxpy 1.7.5 and the cvxpy dependencies the image lacks: osqp,
 # clarabel, scs, cffi, pycparser) and .gpu_data/maros_meszaros/ (62 .mat files, opt_costs.json).
 # Writes 8 files to $OUT: bench_cuda.jsonl, bench_cuda.png, bench_cuda_table.txt,
 # maros_cuda_float64.jsonl, maros_cuda_float64_table.txt, maros_cuda_float32.jsonl,
 # maros_cuda_float32_table.txt and gpu_bench.log (everything printed).
-# Time: about 7.5 minutes at most: each stage stops starting new work at its --budget, and
-# `timeout` stops it hard behind that.
-# Smoke test on a CPU: DEVICE=cpu SIZES=5 BATCHES=1,4 MM_PROBLEMS=HS21,HS35 \
-#   MM_DATA=../shared/data/maros_meszaros bash benchmarks/gpu_bench.sh
+# Time: at most 2 + 7.5 minutes: each stage stops starting new work at its --budget, and
+# `timeout` stops it hard behind that. STAGES picks stages (default "tests,bench,maros";
+# "bench,maros" is the 7.5-minute run behind docs/benchmarks.md); SOLVERS the peers of stage 1.
+# Smoke test on a CPU: DEVICE=cpu STAGES=bench,maros SIZES=5 BATCHES=1,4 \
+#   MM_PROBLEMS=HS21,HS35 MM_DATA=../shared/data/maros_meszaros bash benchmarks/gpu_bench.sh
 set -uo pipefail
 OUT="${OUT:-runs/gpu_bench}"
 DEVICE="${DEVICE:-cuda}"
 SIZES="${SIZES:-10,50,100,500}"
 BATCHES="${BATCHES:-1,128,1024}"
+SOLVERS="${SOLVERS:-optnet,qpth}"
+STAGES="${STAGES:-tests,bench,maros}"
 MM_PROBLEMS="${MM_PROBLEMS:-}"
 MM="${MM_DATA:-.gpu_data/maros_meszaros}"
 mkdir -p "$OUT"
@@ -33,35 +41,45 @@ run_all() {
     else
         echo "WARNING: no .whl/: qpth will be reported as not installed"
     fi
-    export PYTHONPATH="$PWD/src:/tmp/site" PYTHONUNBUFFERED=1
+    export PYTHONPATH="$PWD/src:$PWD/experiments:$PWD/benchmarks:/tmp/site" PYTHONUNBUFFERED=1
     nvidia-smi -L 2>/dev/null || true
     python3 -c "import torch, numpy; print('torch', torch.__version__, 'numpy', numpy.__version__)"
     date -u
 
-    echo "=== 1. speed: optnet vs qpth on $DEVICE ==="
-    timeout 290 python3 -m optnet.bench --device "$DEVICE" --dtype float64,float32 \
-        --sizes "$SIZES" --batches "$BATCHES" --neq 0 --solvers optnet,qpth \
-        --repeats 5 --cap 20 --budget 240 --clarabel-checks 2 --out "$OUT"
+    if [[ ",$STAGES," == *",tests,"* ]]; then
+        echo "=== 0. GPU tests ==="
+        timeout -s KILL 120 python3 -m pytest -q -m gpu -p no:cacheprovider tests 2>&1 | tail -15
+    fi
 
-    echo "=== issue-6 target cases ==="
-    python3 - "$OUT/bench_$DEVICE.jsonl" <<'PY'
+    if [[ ",$STAGES," == *",bench,"* ]]; then
+        echo "=== 1. speed: $SOLVERS on $DEVICE ==="
+        timeout 290 python3 -m optnet_benchmarks bench --device "$DEVICE" \
+            --dtype float64,float32 --sizes "$SIZES" --batches "$BATCHES" --neq 0 \
+            --solvers "$SOLVERS" --repeats 5 --cap 20 --budget 240 --clarabel-checks 2 \
+            --out "$OUT"
+
+        echo "=== issue-6 target cases ==="
+        python3 - "$OUT/bench_$DEVICE.jsonl" <<'PY'
 import sys
-from optnet.bench import TABLE_COLUMNS, table_rows
-from optnet.benchmarking.report import format_table
-from optnet.experiments._common import read_json_lines
+from optnet_benchmarks.bench import TABLE_COLUMNS, table_rows
+from optnet_benchmarks.report import format_table
+from optnet_experiments.common import read_json_lines
 targets = {(100, 128, "float64"), (500, 128, "float64"), (10, 1, "float64"),
            (10, 1, "float32"), (100, 1024, "float32")}
 rows = [r for r in read_json_lines(sys.argv[1]) if (r["n"], r["batch"], r["dtype"]) in targets]
 print(format_table(table_rows(rows), TABLE_COLUMNS))
 PY
+    fi
 
-    if [ -d "$MM" ]; then
+    if [[ ",$STAGES," != *",maros,"* ]]; then
+        :
+    elif [ -d "$MM" ]; then
         echo "=== 2a. Maros-Meszaros float64, high/mid/low ==="
-        timeout 150 python3 -m optnet.maros_meszaros --data "$MM" --device "$DEVICE" \
+        timeout 150 python3 -m optnet_benchmarks maros-meszaros --data "$MM" --device "$DEVICE" \
             --dtype float64 --tiers high,mid,low --max-iter 200 --budget 120 \
             --problems "$MM_PROBLEMS" --out "$OUT"
         echo "=== 2b. Maros-Meszaros float32, low ==="
-        timeout 60 python3 -m optnet.maros_meszaros --data "$MM" --device "$DEVICE" \
+        timeout 60 python3 -m optnet_benchmarks maros-meszaros --data "$MM" --device "$DEVICE" \
             --dtype float32 --tiers low --max-iter 200 --budget 45 \
             --problems "$MM_PROBLEMS" --out "$OUT"
     else

@@ -18,7 +18,7 @@ set -u
 : "${OUT:?set OUT to the output folder}"
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
-export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="src:experiments${PYTHONPATH:+:$PYTHONPATH}"
 PY=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}
 # For a dry run elsewhere: DEVICE=cpu GRID="0 40 20" SMALL="--n-train 100 --n-test 30" EPOCHS=2
@@ -37,7 +37,7 @@ fi
 
 # The denoise subcommand alone (optnet.cli would import every experiment's dependencies).
 DRIVER='import argparse, sys
-from optnet.experiments import denoising
+from optnet_experiments.denoising import cli as denoising
 parser = argparse.ArgumentParser(prog="optnet")
 denoising.register(parser.add_subparsers())
 args = parser.parse_args(sys.argv[1:])

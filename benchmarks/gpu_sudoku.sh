@@ -21,13 +21,13 @@
 #       keeps the epochs it finished (the logs are written every epoch).
 set -u
 cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$PWD/src:$PWD/experiments${PYTHONPATH:+:$PYTHONPATH}"
 MODE=${1:-single}
 DATA=.gpu_data/sudoku4
 OUT=${OUT:-/tmp/gpu_sudoku_out}
 RUNS=$(mktemp -d)
 mkdir -p "$OUT"
-SUDOKU=(python3 -m optnet.experiments.sudoku)
+SUDOKU=(python3 -m optnet_experiments.sudoku.cli)  # `optnet sudoku`, without installing
 SUFFIX=$([ "$MODE" = ddp ] && echo _ddp || echo "")
 LOG="$OUT/sudoku_gpu$SUFFIX.log"
 

@@ -2,6 +2,9 @@
 
     python benchmarks/to_markdown.py runs/gpu/bench_cuda.jsonl runs/gpu/maros_cuda_float64.jsonl
 
+Needs the ``optnet_benchmarks`` package (``pip install -e ./benchmarks``, or ``benchmarks`` and
+``experiments`` on ``PYTHONPATH``).
+
 A file of ``optnet bench`` records gives its speed table; a file of ``optnet maros-meszaros``
 records gives the success rate per tier, the failures (status and failing criteria) and a
 per-problem table with one column of pass/fail marks per tier.
@@ -12,10 +15,10 @@ from __future__ import annotations
 import sys
 from collections import defaultdict
 
-from optnet.bench import TABLE_COLUMNS, table_rows
-from optnet.benchmarking.report import format_markdown
-from optnet.experiments._common import read_json_lines
-from optnet.maros_meszaros import OUTCOME_COLUMNS, success_rates
+from optnet_benchmarks.bench import TABLE_COLUMNS, table_rows
+from optnet_benchmarks.maros_meszaros import OUTCOME_COLUMNS, success_rates
+from optnet_benchmarks.report import format_markdown
+from optnet_experiments.common import read_json_lines
 
 FAILURE_COLUMNS = (
     ("problem", "problem", ""),

@@ -1,4 +1,4 @@
-"""The speed-benchmark harness: problem generator, references, peers, timing cap and CLI."""
+"""The speed-benchmark harness: generator, references, peers, ratios, accuracy columns and CLI."""
 
 from __future__ import annotations
 
@@ -6,18 +6,20 @@ import argparse
 import importlib.util
 import json
 
+import numpy as np
 import pytest
 import torch
+from optnet_benchmarks import bench as bench_cli
+from optnet_benchmarks import measure, reference
+from optnet_benchmarks.peers import PEERS, Peer, PeerRun
+from optnet_benchmarks.problems import random_feasible_qp
+from optnet_benchmarks.report import format_markdown, format_table
+from optnet_benchmarks.speed import Case, SpeedBenchmark, SpeedConfig, case_data, grid
 
 from optnet import SolverOptions, solve_qp
-from optnet import bench as bench_cli
-from optnet.benchmarking import measure, reference
-from optnet.benchmarking.peers import PEERS
-from optnet.benchmarking.problems import random_feasible_qp
-from optnet.benchmarking.report import format_markdown, format_table
-from optnet.benchmarking.speed import Case, SpeedBenchmark, SpeedConfig, grid
 
 CPU = torch.device("cpu")
+CASE = Case(torch.float64, 6, 6, 2, 2)
 
 
 def test_random_qp_is_strictly_feasible_and_strongly_convex():
@@ -67,6 +69,37 @@ def test_clarabel_reference_agrees_with_optnet_reference():
     assert reference.relative_error(z[:2], z_clarabel) < 1e-7
 
 
+def _known_problem():
+    """min 1/2 ||z||^2 - z_0  s.t.  z_1 <= inf (dropped), z_0 <= 0.5, z_1 + z_2 = 1, z_2 >= 0.8.
+
+    Solution z = (0.5, 0.2, 0.8), lam = (0, 0.5), nu = -0.2 (the bound's dual is 0.6).
+    """
+    Q, p = np.eye(3), np.array([-1.0, 0.0, 0.0])
+    G, h = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]), np.array([np.inf, 0.5])
+    A, b = np.array([[0.0, 1.0, 1.0]]), np.array([1.0])
+    lb = np.array([-np.inf, -np.inf, 0.8])
+    return Q, p, G, h, A, b, lb
+
+
+def test_clarabel_solve_returns_z_and_duals_in_optnet_conventions():
+    Q, p, G, h, A, b, lb = _known_problem()
+    z, lam, nu = reference.clarabel_solve(Q, p, G, h, A, b, lb=lb, ub=np.full(3, np.inf))
+    np.testing.assert_allclose(z, [0.5, 0.2, 0.8], atol=1e-9)
+    assert lam.shape == (2,) and lam[0] == 0.0  # the row with h = inf keeps its place
+    np.testing.assert_allclose(lam, [0.0, 0.5], atol=1e-9)
+    np.testing.assert_allclose(nu, [-0.2], atol=1e-9)
+    # absent blocks give None duals; torch tensors are accepted
+    z_free, lam_free, nu_free = reference.clarabel_solve(torch.eye(2), torch.tensor([1.0, -2.0]))
+    np.testing.assert_allclose(z_free, [-1.0, 2.0], atol=1e-9)
+    assert lam_free is None and nu_free is None
+
+
+def test_clarabel_solve_raises_on_an_infeasible_problem():
+    G, h = np.array([[1.0], [-1.0]]), np.array([-1.0, -1.0])  # z <= -1 and z >= 1
+    with pytest.raises(RuntimeError, match="Clarabel did not solve"):
+        reference.clarabel_solve(np.eye(1), np.zeros(1), G, h)
+
+
 def test_relative_error_is_max_over_batch():
     ref = torch.tensor([[1.0, 0.0], [0.0, 3.0]], dtype=torch.float64)
     x = ref.clone()
@@ -81,30 +114,137 @@ def test_peak_memory_sees_a_large_allocation():
     assert peak >= 25e6  # the tensor holds 32 MB
 
 
-def test_missing_or_cpu_only_peers_report_a_reason(monkeypatch):
-    assert PEERS["optnet"]().unavailable_reason(CPU, torch.float64) is None
-    reason = PEERS["qplayer"]().unavailable_reason(torch.device("cuda"), torch.float64)
-    assert reason == "CPU-only solver" or reason.startswith("not installed")
+def test_missing_peer_reports_its_modules(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    assert "not installed" in PEERS["qpth"]().unavailable_reason(CPU, torch.float64)
+    reason = PEERS["qpth"]().unavailable_reason(CPU, torch.float64)
+    assert reason == "not installed (qpth, cvxpy)"
+    assert PEERS["optnet"]().unavailable_reason(CPU, torch.float64) is None  # needs nothing
+
+
+def test_cpu_only_peer_refuses_cuda_when_installed(monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
+    qplayer = PEERS["qplayer"]()
+    assert qplayer.unavailable_reason(torch.device("cuda"), torch.float64) == "CPU-only solver"
+    assert qplayer.unavailable_reason(CPU, torch.float64) is None
+    assert PEERS["optnet"]().unavailable_reason(torch.device("cuda"), torch.float64) is None
+
+
+def test_optnet_peers_solve_with_their_backends():
+    assert "optnet-fused" not in PEERS  # the fused kernel is retired
+    for name, backend in (("optnet", "auto"), ("optnet-batched", "batched"),
+                          ("optnet-compiled", "compiled")):  # fmt: skip
+        options = PEERS[name](max_iter=7).options(1e-6)
+        assert options.backend == backend, name
+        assert (options.eps_abs, options.eps_rel, options.max_iter) == (1e-6, 1e-6, 7)
 
 
 def _config(**kw):
-    base = dict(device=CPU, cases=(Case(torch.float64, 6, 6, 2, 2),), solvers=("optnet",),
-                repeats=2, clarabel_checks=1)  # fmt: skip
+    base = dict(device=CPU, cases=(CASE,), solvers=("optnet",), repeats=2, clarabel_checks=1)
     base.update(kw)
     return SpeedConfig(**base)
 
 
 def test_speed_benchmark_records_optnet_accuracy_and_times():
-    (record,) = SpeedBenchmark(_config()).records()
-    assert record["skipped"] is None
+    (record,) = SpeedBenchmark(_config(optnet_max_iter=40)).records()
+    assert record["skipped"] is None and record["version"] is not None
     assert record["forward_s"] > 0 and record["forward_backward_s"] > 0
-    assert record["ratio_forward"] == pytest.approx(1.0)
+    assert record["repeats"] == 2 and record["eps"] == 1e-8
     assert record["z_error"] < 1e-6 and record["z_error_clarabel"] < 1e-6
     assert record["grad_p_error"] < 1e-5
-    assert record["iterations_max"] >= 1 and record["unsolved"] == 0
+    assert 1 <= record["iterations_max"] <= 40 and record["unsolved"] == 0
     assert record["reference_vs_clarabel"] < 1e-8 and record["reference_unsolved"] == 0
+
+
+class _Clock:
+    now = 0.0
+
+
+class _TimedPeer(Peer):
+    """optnet's z, but each forward costs ``forward_s`` and each backward ``backward_s`` on a
+    fake clock; ``per_problem`` multiplies both by B. ``shift`` is added to z's values and
+    ``grad_scale`` multiplies its gradient (deliberate defects for the accuracy columns)."""
+
+    forward_s = backward_s = 1e-3
+    per_problem = False
+    shift = 0.0
+    grad_scale = 1.0
+    clock = _Clock()
+
+    def prepare(self, qp, eps):
+        scale = qp.sizes[0] if self.per_problem else 1
+
+        def solve():
+            z = solve_qp(*qp.inputs(), options=SolverOptions(eps_abs=eps, eps_rel=eps)).z
+            self.clock.now += self.forward_s * scale
+            z = z.detach() + self.grad_scale * (z - z.detach()) + self.shift
+            if z.requires_grad:
+                z.register_hook(lambda g: setattr(self.clock, "now", self.clock.now
+                                                  + self.backward_s * scale))  # fmt: skip
+            return z
+
+        return PeerRun(solve)
+
+
+def _fake_time_call(clock):
+    def time_call(fn, device):
+        start = clock.now
+        fn()
+        return clock.now - start
+
+    return time_call
+
+
+def _peer(name, **attrs):
+    return type(name, (_TimedPeer,), {"name": name, **attrs})
+
+
+def test_ratios_divide_each_peer_by_optnet_in_the_same_case(monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr(measure, "time_call", _fake_time_call(clock))
+    # optnet's time grows with B, the peer's does not: the ratios differ between the cases
+    monkeypatch.setitem(PEERS, "optnet", _peer("optnet", forward_s=1e-3, backward_s=2e-3,
+                                                per_problem=True, clock=clock))  # fmt: skip
+    monkeypatch.setitem(PEERS, "flat", _peer("flat", forward_s=6e-3, backward_s=6e-3, clock=clock))
+    cases = (Case(torch.float64, 6, 6, 0, 2), Case(torch.float64, 6, 6, 0, 4))
+    records = list(SpeedBenchmark(_config(cases=cases, solvers=("optnet", "flat"))).records())
+    assert [(r["solver"], r["batch"]) for r in records] == [
+        ("optnet", 2), ("flat", 2), ("optnet", 4), ("flat", 4)
+    ]  # fmt: skip
+    times = [(r["forward_s"], r["forward_backward_s"]) for r in records]
+    np.testing.assert_allclose(times, [(2e-3, 6e-3), (6e-3, 12e-3), (4e-3, 12e-3), (6e-3, 12e-3)])
+    ratios = [(r["ratio_forward"], r["ratio_forward_backward"]) for r in records]
+    np.testing.assert_allclose(ratios, [(1, 1), (3, 2), (1, 1), (1.5, 1)])
+    # without optnet in the run there is nothing to divide by
+    (alone,) = SpeedBenchmark(_config(cases=cases[:1], solvers=("flat",))).records()
+    assert alone["forward_s"] == pytest.approx(6e-3) and alone["ratio_forward"] is None
+
+
+def test_accuracy_columns_flag_a_wrong_solution_and_a_wrong_gradient(monkeypatch):
+    shift = 1e-3
+    monkeypatch.setitem(PEERS, "shifted", _peer("shifted", shift=shift))
+    monkeypatch.setitem(PEERS, "bad-grad", _peer("bad-grad", grad_scale=2.0))
+    solvers = ("optnet", "shifted", "bad-grad")
+    config = _config(solvers=solvers, clarabel_checks=2)
+    good, shifted, bad_grad = SpeedBenchmark(config).records()
+    assert [r["skipped"] for r in (good, shifted, bad_grad)] == [None, None, None]
+
+    # the columns' expected values from an independent solve of the same data by Clarabel
+    qp = case_data(CASE, config.seed)
+    one = lambda x, i: None if x is None else x[i].numpy()  # noqa: E731
+    z_cl = np.stack([reference.clarabel_solve(*(one(x, i) for x in qp.inputs()))[0]
+                     for i in range(CASE.batch)])  # fmt: skip
+    expected_z_error = max(shift / (1 + np.abs(z_cl).max(-1)))
+    assert good["z_error"] < 1e-7 and good["z_error_clarabel"] < 1e-7
+    assert shifted["z_error"] == pytest.approx(expected_z_error, rel=1e-4)
+    assert shifted["z_error_clarabel"] == pytest.approx(expected_z_error, rel=1e-4)
+    assert shifted["grad_p_error"] < 1e-6  # its gradient is right
+
+    # a doubled gradient is off by |g| per problem: ||g|| / (1 + ||g||) in the column
+    _, grad_ref, _ = reference.optnet_reference(qp, CPU)
+    g = grad_ref.abs().amax(-1).numpy()
+    assert good["grad_p_error"] < 1e-6
+    assert bad_grad["grad_p_error"] == pytest.approx(max(g / (1 + g)), rel=1e-4)
+    assert bad_grad["z_error"] < 1e-7  # its solution is right
 
 
 def test_speed_benchmark_skips_over_the_cap_and_extrapolates():
@@ -133,11 +273,24 @@ def test_tables_render_every_row():
     assert format_markdown(rows, columns).splitlines()[2] == "| 1.23 | - |"
 
 
-def test_cli_writes_json_lines_table_and_plot(tmp_path, capsys):
+def _parse(argv):
     parser = argparse.ArgumentParser()
     bench_cli.register(parser.add_subparsers())
-    args = parser.parse_args(
-        ["bench", "--sizes", "5", "--batches", "1,3", "--neq", "1", "--solvers", "optnet",
+    return parser.parse_args(["bench", *argv])
+
+
+def test_cli_defaults_are_the_documented_grid(capsys):
+    args = _parse([])
+    assert (args.sizes, args.batches) == ([10, 50, 100, 500], [1, 128, 1024])
+    assert args.dtype == ["float64"]
+    assert args.solvers == ["optnet", "qpth", "qplayer", "cvxpylayers"]
+    assert args.func(_parse(["--solvers", "optnet-fused"])) == 2  # retired with the fused kernel
+    assert "optnet bench: error: unknown solvers ['optnet-fused']" in capsys.readouterr().err
+
+
+def test_cli_writes_json_lines_table_and_plot(tmp_path, capsys):
+    args = _parse(
+        ["--sizes", "5", "--batches", "1,3", "--neq", "1", "--solvers", "optnet",
          "--repeats", "1", "--clarabel-checks", "1", "--out", str(tmp_path)]
     )  # fmt: skip
     assert args.func(args) == 0

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 import numpy as np
 import pytest
+from optnet_benchmarks import maros_meszaros as mm_cli
+from optnet_benchmarks.maros_data import convert, load_problem, optimal_costs, problem_names
+from optnet_benchmarks.maros_meszaros import MarosConfig, run_maros_meszaros
+from optnet_benchmarks.qp_scoring import optimality
+from optnet_experiments.common import data_dir
 from scipy import sparse
 from scipy.io import savemat
 
-from optnet import maros_meszaros as mm_cli
-from optnet.benchmarking.maros_data import (
-    convert,
-    load_problem,
-    optimal_costs,
-    problem_names,
-)
-from optnet.benchmarking.qp_scoring import optimality
-from optnet.maros_meszaros import DEFAULT_DATA, MarosConfig, run_maros_meszaros
+import optnet
 
 BIG = 1e20
 
@@ -109,15 +107,16 @@ def test_scoring_is_zero_at_a_kkt_point_and_sees_each_violation():
     assert not optimality(P, q, G, h, A, b, lb, ub, **{**kkt, "z": z * np.nan}).passes(1.0)
 
 
+def _parse(argv):
+    parser = argparse.ArgumentParser()
+    mm_cli.register(parser.add_subparsers())
+    return parser.parse_args(["maros-meszaros", *argv])
+
+
 def test_cli_on_hand_made_folder(tmp_path, capsys):
     _write_tiny(tmp_path / "TINY.mat")
     (tmp_path / "opt_costs.json").write_text(json.dumps({"TINY": 0.0}))
-    parser = argparse.ArgumentParser()
-    mm_cli.register(parser.add_subparsers())
-    args = parser.parse_args(
-        ["maros-meszaros", "--data", str(tmp_path), "--tiers", "mid,low", "--out",
-         str(tmp_path / "out")]
-    )  # fmt: skip
+    args = _parse(["--data", str(tmp_path), "--tiers", "mid,low", "--out", str(tmp_path / "out")])
     assert args.func(args) == 0
     records = [json.loads(x) for x in (tmp_path / "out/maros_cpu_float64.jsonl").open()]
     assert [r["tier"] for r in records] == ["mid", "low"]
@@ -125,15 +124,55 @@ def test_cli_on_hand_made_folder(tmp_path, capsys):
     assert "success rate: mid 100.0%, low 100.0%" in capsys.readouterr().out
 
 
+def test_cli_scores_the_returned_point_not_the_solver_status(tmp_path, monkeypatch, capsys):
+    # a solver that says SOLVED but returns z off by 1e-4 must fail the mid tier (1e-6)
+    solve_qp = optnet.solve_qp
+
+    def off_by_1e4(*args, **kwargs):
+        sol = solve_qp(*args, **kwargs)
+        return dataclasses.replace(sol, z=sol.z + 1e-4)
+
+    monkeypatch.setattr(optnet, "solve_qp", off_by_1e4)
+    _write_tiny(tmp_path / "TINY.mat")
+    args = _parse(["--data", str(tmp_path), "--tiers", "mid", "--out", str(tmp_path / "out")])
+    assert args.func(args) == 0
+    (record,) = [json.loads(x) for x in (tmp_path / "out/maros_cpu_float64.jsonl").open()]
+    assert record["status"] == "SOLVED" and record["solver_primal_residual"] < 1e-6
+    # the equality row z_0 + z_1 = 2 alone is off by 2e-4
+    assert record["primal_residual"] >= 2e-4 - 1e-12
+    assert not record["passed"] and "primal" in record["failing"]
+    assert "objective_error" not in record  # no opt_costs.json in the folder
+    assert "success rate: mid 0.0%" in capsys.readouterr().out
+
+
+def test_cli_data_folder_comes_from_optnet_data(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "data" / "maros_meszaros"
+    folder.mkdir(parents=True)
+    _write_tiny(folder / "T.mat")
+    monkeypatch.setenv("OPTNET_DATA", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)  # no ../shared/data from here
+    assert _parse([]).data is None  # the default is resolved when the command runs
+    args = _parse(["--tiers", "low", "--out", "out"])
+    assert args.func(args) == 0
+    assert json.loads((tmp_path / "out/maros_cpu_float64.jsonl").read_text())["problem"] == "T"
+    monkeypatch.setenv("OPTNET_DATA", str(tmp_path / "nowhere"))
+    capsys.readouterr()
+    assert args.func(args) == 2
+    assert f"no Maros-Meszaros folder at {tmp_path / 'nowhere' / 'maros_meszaros'}" in (
+        capsys.readouterr().err
+    )
+
+
 _SMALL = ("HS21", "HS35", "HS51", "HS76", "GENHS28", "QAFIRO")
+DATA = data_dir("maros_meszaros")  # $OPTNET_DATA/maros_meszaros, else ../shared/data/...
 
 
 @pytest.mark.data
-@pytest.mark.skipif(not DEFAULT_DATA.is_dir(), reason="../shared/data/maros_meszaros absent")
+@pytest.mark.skipif(not DATA.is_dir(), reason=f"no Maros-Meszaros data at {DATA}")
 def test_small_problems_solve_at_mid_and_low_accuracy():
-    assert set(_SMALL) <= set(problem_names(DEFAULT_DATA))
-    costs = optimal_costs(DEFAULT_DATA)
-    config = MarosConfig(problems=_SMALL, tiers=("mid", "low"), max_iter=100)
+    assert set(_SMALL) <= set(problem_names(DATA))
+    costs = optimal_costs(DATA)
+    config = MarosConfig(data=DATA, problems=_SMALL, tiers=("mid", "low"), max_iter=100)
     for record in run_maros_meszaros(config):
         name = record["problem"]
         assert record["passed"], (name, record["tier"], record.get("failing"))

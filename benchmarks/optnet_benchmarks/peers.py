@@ -1,0 +1,189 @@
+"""Differentiable QP layers compared by ``optnet bench``, behind one small interface.
+
+Each peer turns a ``QPBatch`` (whose six inputs require grad) into a ``solve()`` closure that
+returns ``z`` of shape ``(B, n)``, differentiable through the peer's own backward pass. Peers are
+optional dependencies: a missing one reports why instead of failing the run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from .problems import QPBatch
+
+Solve = Callable[[], torch.Tensor]
+
+
+@dataclass
+class PeerRun:
+    """What a peer needs for one benchmark case; ``stats`` is filled by optnet's closure."""
+
+    solve: Solve
+    stats: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Peer:
+    """Base class: ``name``, the modules it needs, and where it runs."""
+
+    name: str = ""
+    distribution: str | None = None  # whose version the records report
+    modules: tuple[str, ...] = ()
+    cpu_only: bool = False
+    # True for peers that loop over the batch one problem at a time: their time grows
+    # linearly in B from B = 1 on, which lets the benchmark predict (and skip) slow cases.
+    serial_over_batch: bool = False
+
+    def unavailable_reason(self, device: torch.device, dtype: torch.dtype) -> str | None:
+        """Why this peer cannot run here, or None."""
+        missing = [mod for mod in self.modules if importlib.util.find_spec(mod) is None]
+        if missing:
+            return f"not installed ({', '.join(missing)})"
+        if self.cpu_only and device.type != "cpu":
+            return "CPU-only solver"
+        return None
+
+    def prepare(self, qp: QPBatch, eps: float) -> PeerRun:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class OptNetPeer(Peer):
+    """This library: ``optnet.solve_qp`` with ``eps_abs = eps_rel = eps`` and default options."""
+
+    name = "optnet"
+    distribution = "optnet"
+    backend = "auto"  # SolverOptions(backend=...)
+
+    def __init__(self, max_iter: int = 50):
+        self.max_iter = max_iter
+
+    def options(self, eps: float):
+        """The ``SolverOptions`` this peer solves with."""
+        from optnet import SolverOptions
+
+        return SolverOptions(eps_abs=eps, eps_rel=eps, max_iter=self.max_iter, backend=self.backend)
+
+    def prepare(self, qp: QPBatch, eps: float) -> PeerRun:
+        from optnet import solve_qp
+
+        options = self.options(eps)
+        run = PeerRun(solve=lambda: None)
+
+        def solve() -> torch.Tensor:
+            sol = solve_qp(*qp.inputs(), options=options)
+            run.stats["iterations_max"] = sol.iterations
+            run.stats["status"] = sol.status
+            return sol.z
+
+        run.solve = solve
+        return run
+
+
+class OptNetBatchedPeer(OptNetPeer):
+    """optnet with ``SolverOptions(backend="batched")``: eager batched iterations, no graphs.
+
+    Differs from ``optnet`` on CUDA, where "auto" replays captured CUDA graphs for small and
+    medium problems; compares the two paths in one run.
+    """
+
+    name = "optnet-batched"
+    backend = "batched"
+
+
+class OptNetCompiledPeer(OptNetPeer):
+    """optnet with ``SolverOptions(backend="compiled")``: the iteration fused by torch.compile.
+
+    The compilation (tens of seconds per shape) happens in the warm-up calls, not the timed ones.
+    """
+
+    name = "optnet-compiled"
+    backend = "compiled"
+
+
+class QpthPeer(Peer):
+    """qpth 0.0.18 (Amos & Kolter's batched interior-point solver), default iteration cap."""
+
+    name = "qpth"
+    distribution = "qpth"
+    modules = ("qpth", "cvxpy")
+
+    def prepare(self, qp: QPBatch, eps: float) -> PeerRun:
+        from qpth.qp import QPFunction
+
+        # qpth treats an empty tensor as "no equality constraints".
+        A = qp.A if qp.A is not None else qp.Q.new_empty(0)
+        b = qp.b if qp.b is not None else qp.Q.new_empty(0)
+        return PeerRun(lambda: QPFunction(eps=eps, verbose=-1)(qp.Q, qp.p, qp.G, qp.h, A, b))
+
+
+class QPLayerPeer(Peer):
+    """proxsuite's QPLayer (ProxQP, one problem at a time on the CPU)."""
+
+    name = "qplayer"
+    distribution = "proxsuite"
+    modules = ("proxsuite",)
+    cpu_only = True
+    serial_over_batch = True
+
+    def prepare(self, qp: QPBatch, eps: float) -> PeerRun:
+        from proxsuite.torch.qplayer import QPFunction
+
+        # QPLayer takes l <= Gz <= u; a huge negative l means "no lower side".
+        lower = torch.full_like(qp.h.detach(), -1e20)
+        A = qp.A if qp.A is not None else qp.Q.new_empty(0)
+        b = qp.b if qp.b is not None else qp.Q.new_empty(0)
+        return PeerRun(lambda: QPFunction(eps=eps)(qp.Q, qp.p, A, b, qp.G, lower, qp.h)[0])
+
+
+class CvxpyLayersPeer(Peer):
+    """cvxpylayers (canonicalized once per case; diffcp + SCS per problem, CPU).
+
+    The objective is written ``1/2 ||L z||^2 + p'z`` with ``Q = L'L`` (L from a Cholesky
+    factorization inside the timed closure), the DPP-compliant form of a parametric Q.
+    """
+
+    name = "cvxpylayers"
+    distribution = "cvxpylayers"
+    modules = ("cvxpylayers", "cvxpy", "diffcp")
+    cpu_only = True
+    serial_over_batch = True
+
+    def prepare(self, qp: QPBatch, eps: float) -> PeerRun:
+        import cvxpy as cp
+        from cvxpylayers.torch import CvxpyLayer
+
+        _, n, m, neq = qp.sizes
+        z = cp.Variable(n)
+        L, p, G, h = cp.Parameter((n, n)), cp.Parameter(n), cp.Parameter((m, n)), cp.Parameter(m)
+        params, constraints = [L, p, G, h], [G @ z <= h]
+        if neq:
+            A, b = cp.Parameter((neq, n)), cp.Parameter(neq)
+            params += [A, b]
+            constraints.append(A @ z == b)
+        objective = cp.Minimize(0.5 * cp.sum_squares(L @ z) + p @ z)
+        layer = CvxpyLayer(
+            cp.Problem(objective, constraints),
+            parameters=params,
+            variables=[z],
+            solver_args={"eps_abs": eps, "eps_rel": eps},
+        )
+        tail = () if qp.A is None else (qp.A, qp.b)
+
+        def solve() -> torch.Tensor:
+            L_value = torch.linalg.cholesky(qp.Q).mT
+            return layer(L_value, qp.p, qp.G, qp.h, *tail)[0]
+
+        return PeerRun(solve)
+
+
+PEERS: dict[str, type[Peer]] = {
+    "optnet": OptNetPeer,
+    "optnet-batched": OptNetBatchedPeer,
+    "optnet-compiled": OptNetCompiledPeer,
+    "qpth": QpthPeer,
+    "qplayer": QPLayerPeer,
+    "cvxpylayers": CvxpyLayersPeer,
+}

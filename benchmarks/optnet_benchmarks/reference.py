@@ -1,0 +1,162 @@
+"""Float64 references: optnet at a tight tolerance, and the one Clarabel wrapper that checks it.
+
+``clarabel_solve`` is the project's independent reference solver (the tests use it too).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .problems import QPBatch
+
+
+def optnet_reference(qp: QPBatch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(z, dloss/dp, number of unsolved problems) in float64 on ``device``; tensors on the CPU.
+
+    ``z`` comes from optnet at eps_abs 1e-11. The gradient of ``sum(z * qp.loss_weights)``
+    does NOT use optnet's backward pass: it solves the KKT system of the equality-constrained QP
+    on the active set (rows with ``lam > slack``), which is exact under strict complementarity.
+    """
+    from optnet import SolverOptions, solve_qp
+
+    data = qp.to(torch.float64, device)
+    options = SolverOptions(eps_abs=1e-11, eps_rel=1e-13, max_iter=200)
+    sol = solve_qp(*data.inputs(), options=options)
+    grad_p = active_set_gradient(data, sol.z, sol.lam)
+    return sol.z.cpu(), grad_p.cpu(), int((~sol.solved).sum())
+
+
+def active_set_gradient(qp: QPBatch, z: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    """d(sum(z * w))/dp at a solution, from the active-set KKT matrix ``(B, n+m+neq)^2``.
+
+    Inactive rows of G are replaced by identity rows (their dual stays 0), so one dense,
+    batched, nonsymmetric solve covers every problem of the batch.
+    """
+    batch, n, m, neq = qp.sizes
+    slack = qp.h - (qp.G @ z.unsqueeze(-1)).squeeze(-1)
+    active = (lam > slack).to(z.dtype)
+    size = n + m + neq
+    K = z.new_zeros(batch, size, size)
+    K[:, :n, :n] = qp.Q
+    K[:, :n, n : n + m] = qp.G.mT
+    K[:, n : n + m, :n] = active.unsqueeze(-1) * qp.G
+    K[:, n : n + m, n : n + m] = torch.diag_embed(1.0 - active)
+    if neq:
+        K[:, :n, n + m :] = qp.A.mT
+        K[:, n + m :, :n] = qp.A
+    rhs = z.new_zeros(batch, size)
+    rhs[:, :n] = qp.loss_weights
+    # K [dz; dlam; dnu] = [-dp; 0; 0], so dloss/dp = -(K^-T [w; 0; 0])_z
+    return -torch.linalg.solve(K.mT, rhs)[:, :n]
+
+
+def _float64(x) -> np.ndarray | None:
+    return None if x is None else np.asarray(x, dtype=np.float64)
+
+
+def clarabel_solve(
+    Q,
+    p,
+    G=None,
+    h=None,
+    A=None,
+    b=None,
+    lb=None,
+    ub=None,
+    *,
+    accept_almost_solved: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Solve one QP by Clarabel in float64 at 1e-12: the independent reference.
+
+    ``min 1/2 z'Qz + p'z  s.t.  Gz <= h, Az = b, lb <= z <= ub``, unbatched: Q ``(n, n)``,
+    p ``(n,)``, G ``(m, n)``, h ``(m,)``, A ``(neq, n)``, b ``(neq,)``, lb and ub ``(n,)``;
+    None drops a block, and infinite entries of h, lb and ub are dropped from the solve.
+    Anything ``np.asarray`` takes (numpy arrays, CPU tensors without grad) is accepted.
+
+    Returns numpy float64 arrays ``(z, lam, nu)`` with optnet's sign conventions
+    (``Qz + p + G'lam + A'nu + duals of the bounds = 0``, ``lam >= 0``): ``z`` ``(n,)``;
+    ``lam`` ``(m,)`` for the rows of G in their original order, 0 for rows with an infinite
+    h, None when G is None; ``nu`` ``(neq,)``, None when A is None. The bounds' duals are not
+    returned. Raises RuntimeError unless Clarabel reports Solved (or, with
+    ``accept_almost_solved``, AlmostSolved).
+
+    Example:
+        >>> z, lam, nu = clarabel_solve(np.eye(2), np.array([1.0, -1.0]),
+        ...                             G=np.array([[1.0, 1.0]]), h=np.array([0.5]))
+    """
+    import clarabel
+    from scipy import sparse
+
+    Q, p, G, h, A, b, lb, ub = (_float64(x) for x in (Q, p, G, h, A, b, lb, ub))
+    n = p.shape[0]
+    rows, rhs = [], []  # equalities first (the zero cone), then every inequality
+    neq = 0
+    if A is not None:
+        rows.append(A.reshape(-1, n))
+        rhs.append(b.reshape(-1))
+        neq = rows[0].shape[0]
+    finite_h = None
+    if G is not None:
+        finite_h = np.isfinite(h)
+        rows.append(G[finite_h])
+        rhs.append(h[finite_h])
+    for bound, sign in ((lb, -1.0), (ub, 1.0)):
+        if bound is not None:
+            finite = np.isfinite(bound)
+            rows.append(sign * np.eye(n)[finite])
+            rhs.append(sign * bound[finite])
+    stacked = np.vstack(rows) if rows else np.zeros((0, n))
+    cones = []
+    if neq:
+        cones.append(clarabel.ZeroConeT(neq))
+    if stacked.shape[0] > neq:
+        cones.append(clarabel.NonnegativeConeT(stacked.shape[0] - neq))
+    settings = clarabel.DefaultSettings()
+    settings.verbose = False
+    settings.tol_gap_abs = settings.tol_gap_rel = settings.tol_feas = 1e-12
+    solver = clarabel.DefaultSolver(
+        sparse.csc_matrix(np.triu(Q)),
+        p,
+        sparse.csc_matrix(stacked),
+        np.concatenate(rhs) if rhs else np.zeros(0),
+        cones,
+        settings,
+    )
+    solution = solver.solve()
+    accepted = ("Solved", "AlmostSolved") if accept_almost_solved else ("Solved",)
+    if str(solution.status) not in accepted:
+        raise RuntimeError(f"Clarabel did not solve the reference problem: {solution.status}")
+    z = np.asarray(solution.x, dtype=np.float64)
+    y = np.asarray(solution.z, dtype=np.float64)
+    nu = None if A is None else y[:neq].copy()
+    lam = None
+    if finite_h is not None:
+        lam = np.zeros(finite_h.shape[0])
+        lam[finite_h] = y[neq : neq + int(finite_h.sum())]
+    return z, lam, nu
+
+
+def clarabel_reference(qp: QPBatch, count: int) -> torch.Tensor:
+    """z of the first ``count`` problems of the batch by Clarabel, ``(count, n)`` float64.
+
+    A check of the optnet reference, not the reference itself: AlmostSolved is accepted.
+    """
+    data = qp.to(torch.float64, "cpu")
+    out = []
+    for i in range(min(count, data.sizes[0])):
+        one = [None if x is None else x[i].numpy() for x in data.inputs()]
+        z, _, _ = clarabel_solve(*one, accept_almost_solved=True)
+        out.append(z)
+    return torch.from_numpy(np.stack(out))
+
+
+def relative_errors(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Per problem ``||x - ref||_inf / (1 + ||ref||_inf)``, shape ``(B,)`` (x cast to float64)."""
+    x = x.detach().to("cpu", torch.float64)
+    return (x - reference).abs().amax(-1) / (1.0 + reference.abs().amax(-1))
+
+
+def relative_error(x: torch.Tensor, reference: torch.Tensor) -> float:
+    """The worst ``relative_errors`` over the batch."""
+    return float(relative_errors(x, reference).max())

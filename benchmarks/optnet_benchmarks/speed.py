@@ -1,0 +1,258 @@
+"""The speed benchmark: every peer on identical random QP batches, timed and checked.
+
+For each case (dtype, n, B) the data are drawn once in float64, a float64 reference is computed
+once, and each solver then gets its own leaf copies in the case's dtype. Per solver: one
+warm-up forward+backward (its time is kept as ``cold_forward_backward_s``), median forward and
+forward+backward times, then one untimed forward+backward that measures peak memory and the
+accuracy of ``z`` and of ``dloss/dp``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import logging
+import math
+import platform
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from . import measure, reference
+from .peers import PEERS, OptNetPeer, Peer, PeerRun
+from .problems import QPBatch, random_feasible_qp
+
+logger = logging.getLogger("optnet")
+
+_DEFAULT_EPS = {torch.float64: 1e-8, torch.float32: 1e-4}
+_MIN_BATCH_TO_EXTRAPOLATE = 32
+
+
+@dataclass(frozen=True)
+class Case:
+    dtype: torch.dtype
+    n: int
+    m: int
+    neq: int
+    batch: int
+
+
+@dataclass(frozen=True)
+class SpeedConfig:
+    """Everything a ``SpeedBenchmark`` needs.
+
+    ``eps`` None picks 1e-8 (float64) / 1e-4 (float32) for every solver. ``cap_s`` bounds the
+    time spent on one (solver, case): a case whose forward+backward is predicted (linearly in B
+    from the same solver's previous batch, see ``Peer.serial_over_batch``) or measured (warm-up)
+    above it is skipped, with the reason recorded, and repeats are cut so that they fit in it.
+    """
+
+    device: torch.device
+    cases: tuple[Case, ...]
+    solvers: tuple[str, ...]
+    repeats: int = 5
+    eps: float | None = None
+    cap_s: float = 30.0
+    clarabel_checks: int = 3
+    optnet_max_iter: int = 50  # the iteration cap of every optnet peer (optnet, optnet-*)
+    seed: int = 0
+    budget_s: float | None = None  # stop starting cases after this many seconds in total
+
+
+def grid(
+    dtypes: list[torch.dtype], sizes: list[int], batches: list[int], m_ratio: float, neq: str
+) -> tuple[Case, ...]:
+    """Cases ordered n, B ascending, then dtype (B ascending is what the time cap extrapolates
+    along; dtype innermost lets both dtypes share one data set and reference).
+
+    ``neq`` is an absolute count ("10") or a fraction of n ("0.2n"), capped at n - 1.
+    """
+    cases = []
+    for n in sizes:
+        count = round(float(neq[:-1]) * n) if neq.endswith("n") else int(neq)
+        m = max(1, round(m_ratio * n))
+        for batch in sorted(batches):
+            cases += [Case(dtype, n, m, min(count, n - 1), batch) for dtype in dtypes]
+    return tuple(cases)
+
+
+def case_data(case: Case, seed: int = 0) -> QPBatch:
+    """The float64 CPU batch of ``case``: a fresh one per size, seeded by the size so that
+    runs are reproducible and both dtypes of a size share it."""
+    seed = seed + 7919 * case.n + case.batch
+    return random_feasible_qp(case.batch, case.n, case.m, case.neq, seed=seed)
+
+
+def _peer_version(peer: Peer) -> str | None:
+    if peer.distribution is None:
+        return None
+    try:
+        return importlib.metadata.version(peer.distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _make_peer(name: str, config: SpeedConfig) -> Peer:
+    cls = PEERS[name]
+    return cls(config.optnet_max_iter) if issubclass(cls, OptNetPeer) else cls()
+
+
+def _loss_backward(run: PeerRun, qp: QPBatch) -> torch.Tensor:
+    for x in qp.inputs():
+        if x is not None:
+            x.grad = None
+    z = run.solve()
+    (z * qp.loss_weights).sum().backward()
+    return z
+
+
+def _forward(run: PeerRun) -> None:
+    run.solve()
+
+
+class SpeedBenchmark:
+    """Runs the cases of a ``SpeedConfig``; iterate ``records()`` for one dict per measurement."""
+
+    def __init__(self, config: SpeedConfig):
+        self.config = config
+        self.peers: dict[str, Peer] = {name: _make_peer(name, config) for name in config.solvers}
+        self._data: dict[tuple, QPBatch] = {}
+        self._references: dict[tuple, dict[str, Any]] = {}
+        self._last_timed: dict[tuple, tuple[int, float]] = {}  # (solver, dtype, n) -> (B, fb)
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        self._start = time.perf_counter()
+        for case in self.config.cases:
+            optnet_record = None
+            for name in self.config.solvers:
+                record = self._run(name, case)
+                if name == "optnet":
+                    optnet_record = record
+                _add_ratios(record, optnet_record)
+                yield record
+
+    def _case_data(self, case: Case) -> tuple[QPBatch, dict[str, Any]]:
+        key = (case.n, case.m, case.neq, case.batch)
+        if key not in self._data:
+            qp = case_data(case, self.config.seed)
+            z_ref, grad_ref, unsolved = reference.optnet_reference(qp, self.config.device)
+            if unsolved:
+                logger.warning("reference: %d of %d problems not solved", unsolved, case.batch)
+            ref = {"z": z_ref, "grad_p": grad_ref, "clarabel": None, "ref_vs_clarabel": None}
+            ref["unsolved"] = unsolved
+            if self.config.clarabel_checks:
+                z_cl = reference.clarabel_reference(qp, self.config.clarabel_checks)
+                ref["clarabel"] = z_cl
+                ref["ref_vs_clarabel"] = reference.relative_error(z_ref[: len(z_cl)], z_cl)
+            self._data = {key: qp}  # keep one case's data alive at a time (GPU memory)
+            self._references = {key: ref}
+        return self._data[key], self._references[key]
+
+    def _run(self, name: str, case: Case) -> dict[str, Any]:
+        config, device = self.config, self.config.device
+        record = _base_record(name, self.peers[name], case, config)
+        reason = self.peers[name].unavailable_reason(device, case.dtype)
+        elapsed = time.perf_counter() - self._start
+        if reason is None and config.budget_s is not None and elapsed > config.budget_s:
+            reason = f"run budget of {config.budget_s:g} s exhausted"
+        previous = self._last_timed.get((name, case.dtype, case.n))
+        # Batched solvers' small-B times are mostly fixed overhead: extrapolate only from B >= 32.
+        if reason is None and previous is not None:
+            if self.peers[name].serial_over_batch or previous[0] >= _MIN_BATCH_TO_EXTRAPOLATE:
+                predicted = previous[1] * case.batch / previous[0]
+                if predicted > config.cap_s:
+                    reason = f"predicted fwd+bwd {predicted:.1f} s > cap {config.cap_s:g} s"
+        if reason is not None:
+            record["skipped"] = reason
+            return record
+        data, ref = self._case_data(case)
+        eps = _DEFAULT_EPS.get(case.dtype, 1e-4) if config.eps is None else config.eps
+        record["eps"] = eps
+        qp = data.to(case.dtype, device).leaves(requires_grad=True)
+        try:
+            run = self.peers[name].prepare(qp, eps)
+            cold = measure.time_call(lambda: _loss_backward(run, qp), device)
+            record["cold_forward_backward_s"] = cold
+            if cold > config.cap_s:
+                record["skipped"] = f"warm-up fwd+bwd {cold:.1f} s > cap {config.cap_s:g} s"
+                self._last_timed[(name, case.dtype, case.n)] = (case.batch, cold)
+                return record
+            # each timed call is one forward+backward plus one forward: fit them in the cap
+            repeats = max(1, min(config.repeats, math.floor(config.cap_s / (2 * cold))))
+            record["repeats"] = repeats
+            record["forward_s"] = measure.median_time(lambda: _forward(run), device, repeats)
+            fb = measure.median_time(lambda: _loss_backward(run, qp), device, repeats)
+            record["forward_backward_s"] = fb
+            self._last_timed[(name, case.dtype, case.n)] = (case.batch, fb)
+            z, peak = measure.peak_memory_bytes(lambda: _loss_backward(run, qp), device)
+        except Exception as err:  # a peer failing on a case is a result, not a crash
+            logger.warning("%s failed on %s: %s", name, case, err)
+            record["skipped"] = f"error: {type(err).__name__}: {err}"[:300]
+            return record
+        record["peak_memory_bytes"] = peak
+        z_errors = reference.relative_errors(z, ref["z"])
+        record["z_error"] = float(z_errors.max())
+        record["z_error_median"] = float(z_errors.median())
+        if qp.p.grad is not None:
+            grad_errors = reference.relative_errors(qp.p.grad, ref["grad_p"])
+            record["grad_p_error"] = float(grad_errors.max())
+            record["grad_p_error_median"] = float(grad_errors.median())
+        if ref["clarabel"] is not None:
+            record["z_error_clarabel"] = reference.relative_error(
+                z[: len(ref["clarabel"])], ref["clarabel"]
+            )
+        record["reference_vs_clarabel"] = ref["ref_vs_clarabel"]
+        record["reference_unsolved"] = ref["unsolved"]
+        if "iterations_max" in run.stats:
+            iterations = run.stats["iterations_max"].float()
+            record["iterations_max"] = int(iterations.max())
+            record["iterations_mean"] = float(iterations.mean())
+            record["unsolved"] = int((run.stats["status"] != 0).sum())
+        return record
+
+
+def _base_record(name: str, peer: Peer, case: Case, config: SpeedConfig) -> dict[str, Any]:
+    device = config.device
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    return {
+        "solver": name,
+        "version": _peer_version(peer),
+        "device": device.type,
+        "device_name": device_name,
+        "threads": torch.get_num_threads(),
+        "dtype": str(case.dtype).removeprefix("torch."),
+        "n": case.n,
+        "m": case.m,
+        "neq": case.neq,
+        "batch": case.batch,
+        "date": datetime.date.today().isoformat(),
+        "torch": torch.__version__,
+        "eps": None,
+        "repeats": None,
+        "forward_s": None,
+        "forward_backward_s": None,
+        "cold_forward_backward_s": None,
+        "skipped": None,
+    }
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux), else what ``platform`` knows."""
+    try:
+        text = open("/proc/cpuinfo").read()
+        return re.search(r"^model name\s*:\s*(.+)$", text, re.M).group(1).strip()
+    except (OSError, AttributeError):
+        return platform.processor() or platform.machine()
+
+
+def _add_ratios(record: dict[str, Any], optnet: dict[str, Any] | None) -> None:
+    """peer time / optnet time (> 1: optnet is faster)."""
+    for key in ("forward_s", "forward_backward_s"):
+        ours = None if optnet is None else optnet.get(key)
+        theirs = record.get(key)
+        ratio = theirs / ours if ours and theirs is not None else None
+        record[f"ratio_{key.removesuffix('_s')}"] = ratio
