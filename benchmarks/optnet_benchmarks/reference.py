@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .known_solution import active_set_gradients
 from .problems import QPBatch
 
 
@@ -28,27 +29,16 @@ def optnet_reference(qp: QPBatch, device: torch.device) -> tuple[torch.Tensor, t
 
 
 def active_set_gradient(qp: QPBatch, z: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
-    """d(sum(z * w))/dp at a solution, from the active-set KKT matrix ``(B, n+m+neq)^2``.
+    """d(sum(z * w))/dp at a solution, from the active-set KKT matrix (rows with lam > slack).
 
-    Inactive rows of G are replaced by identity rows (their dual stays 0), so one dense,
-    batched, nonsymmetric solve covers every problem of the batch.
+    ``known_solution.active_set_gradients`` with the active set read off the solution.
     """
-    batch, n, m, neq = qp.sizes
+    batch, n, _, _ = qp.sizes
     slack = qp.h - (qp.G @ z.unsqueeze(-1)).squeeze(-1)
-    active = (lam > slack).to(z.dtype)
-    size = n + m + neq
-    K = z.new_zeros(batch, size, size)
-    K[:, :n, :n] = qp.Q
-    K[:, :n, n : n + m] = qp.G.mT
-    K[:, n : n + m, :n] = active.unsqueeze(-1) * qp.G
-    K[:, n : n + m, n : n + m] = torch.diag_embed(1.0 - active)
-    if neq:
-        K[:, :n, n + m :] = qp.A.mT
-        K[:, n + m :, :n] = qp.A
-    rhs = z.new_zeros(batch, size)
-    rhs[:, :n] = qp.loss_weights
-    # K [dz; dlam; dnu] = [-dp; 0; 0], so dloss/dp = -(K^-T [w; 0; 0])_z
-    return -torch.linalg.solve(K.mT, rhs)[:, :n]
+    A = qp.A if qp.A is not None else z.new_zeros(batch, 0, n)
+    nu = z.new_zeros(batch, A.shape[-2])  # only dp is returned: it does not depend on nu
+    grads = active_set_gradients(qp.Q, qp.G, A, z, lam, nu, lam > slack, qp.loss_weights)
+    return grads["p"]
 
 
 def _float64(x) -> np.ndarray | None:
