@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import optnet
-from optnet.nn import OptNetLayer, QPLayer, SudokuOptNet
+from optnet.nn import OptNetLayer, QPLayer
 
 
 def test_qplayer_returns_solution_and_strict_raises():
@@ -43,14 +43,3 @@ def test_optnet_layer_is_feasible_and_trains():
     for name, param in layer.named_parameters():
         assert param.grad is not None and torch.isfinite(param.grad).all(), name
 
-
-def test_sudoku_model_output_and_gradient():
-    torch.manual_seed(0)
-    model = SudokuOptNet()
-    puzzles = torch.zeros(3, 4, 4, 4)
-    puzzles[:, 0, 0, 1] = 1.0
-    out = model(puzzles)
-    assert out.shape == puzzles.shape and out.dtype == puzzles.dtype
-    assert bool((out >= -1e-6).all())
-    out.sum().backward()
-    assert model.A.grad is not None and torch.isfinite(model.A.grad).all()

@@ -7,21 +7,28 @@ import json
 
 import pytest
 import torch
-
-from optnet.experiments import classify as cl
-
-pytest.importorskip("sklearn")
+from optnet_experiments.classify import cli
+from optnet_experiments.classify.data import load_digits_split
+from optnet_experiments.classify.models import (
+    MODEL_KINDS,
+    ClassifierConfig,
+    DigitClassifier,
+    load_model,
+    save_model,
+)
+from optnet_experiments.classify.train import summarize, train_epoch
+from optnet_experiments.common import read_checkpoint, read_json_lines
 
 
 def run_cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
-    cl.register(parser.add_subparsers())
+    cli.register(parser.add_subparsers())
     args = parser.parse_args(argv)
     return args.func(args)
 
 
 def test_split_sizes_ranges_and_stratification():
-    split = cl.load_digits_split(0)
+    split = load_digits_split(0)
     assert split.train_x.shape == (1437, 64) and split.test_x.shape == (360, 64)
     assert split.train_x.dtype == torch.float32 and split.train_y.dtype == torch.int64
     assert split.train_x.min() >= 0 and split.train_x.max() <= 1
@@ -31,26 +38,26 @@ def test_split_sizes_ranges_and_stratification():
 
 
 def test_split_seeding():
-    a, b, c = cl.load_digits_split(1), cl.load_digits_split(1), cl.load_digits_split(2)
+    a, b, c = load_digits_split(1), load_digits_split(1), load_digits_split(2)
     assert torch.equal(a.test_x, b.test_x) and torch.equal(a.test_y, b.test_y)
     assert not torch.equal(a.test_x, c.test_x)
 
 
-@pytest.mark.parametrize("kind", cl.MODEL_KINDS)
+@pytest.mark.parametrize("kind", MODEL_KINDS)
 def test_model_outputs_log_probabilities(kind):
     torch.manual_seed(0)
-    model = cl.DigitClassifier(cl.ClassifierConfig(kind, hidden=32, n_ineq=12))
+    model = DigitClassifier(ClassifierConfig(kind, hidden=32, n_ineq=12))
     out = model(torch.rand(5, 64))
     assert out.shape == (5, 10) and out.dtype == torch.float32
     torch.testing.assert_close(out.exp().sum(-1), torch.ones(5))
 
 
-@pytest.mark.parametrize("kind", cl.MODEL_KINDS)
+@pytest.mark.parametrize("kind", MODEL_KINDS)
 def test_one_training_step_lowers_the_loss(kind):
     torch.manual_seed(0)
-    split = cl.load_digits_split(0)
+    split = load_digits_split(0)
     x, y = split.train_x[:32], split.train_y[:32]
-    model = cl.DigitClassifier(cl.ClassifierConfig(kind, hidden=32, n_ineq=12))
+    model = DigitClassifier(ClassifierConfig(kind, hidden=32, n_ineq=12))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def loss():
@@ -58,24 +65,24 @@ def test_one_training_step_lowers_the_loss(kind):
             return float(torch.nn.functional.nll_loss(model(x), y))
 
     before = loss()
-    cl.train_epoch(model, optimizer, x, y, batch_size=32, generator=torch.Generator())
+    train_epoch(model, optimizer, x, y, batch_size=32, generator=torch.Generator())
     assert loss() < before
 
 
 def test_optnet_checkpoint_round_trip(tmp_path):
     torch.manual_seed(0)
-    config = cl.ClassifierConfig("optnet", hidden=16, n_ineq=8)
-    model = cl.DigitClassifier(config)
-    cl.save_checkpoint(tmp_path / "m.pt", model, config, {"seed": 0})
-    loaded, loaded_config, ckpt = cl.load_checkpoint(tmp_path / "m.pt")
-    assert loaded_config == config and ckpt["seed"] == 0
+    config = ClassifierConfig("optnet", hidden=16, n_ineq=8)
+    model = DigitClassifier(config)
+    save_model(tmp_path / "m.pt", model, config, seed=0)
+    loaded, loaded_config, checkpoint = load_model(tmp_path / "m.pt")
+    assert loaded_config == config and checkpoint.metadata == {"seed": 0}
     x = torch.rand(4, 64)
     torch.testing.assert_close(loaded(x), model(x))
 
 
 def test_summarize():
     results = [{"seed": s, "test_error": e} for s, e in [(0, 0.1), (1, 0.2), (2, 0.3)]]
-    summary = cl.summarize(results)
+    summary = summarize(results)
     assert summary["test_error_mean"] == pytest.approx(0.2)
     assert summary["test_error_std"] == pytest.approx(0.1)  # sample std
     assert summary["seeds"] == [0, 1, 2]
@@ -87,10 +94,10 @@ def test_cli_train_seeds_then_eval_json(tmp_path, capsys):
     assert run_cli([*argv, "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["seeds"] == [0, 1] and len(summary["test_errors"]) == 2
-    history = [
-        json.loads(line) for line in (out / "seed1" / "history.jsonl").read_text().splitlines()
-    ]
+    history = read_json_lines(out / "seed1" / "history.jsonl")
     assert [r["epoch"] for r in history] == [1, 2]
+    best = read_checkpoint(out / "seed1" / "best.pt")
+    assert best.metadata["metrics"]["test_error"] == min(r["test_error"] for r in history)
     capsys.readouterr()
     ckpt = out / "seed1" / "model.pt"
     assert run_cli(["classify", "eval", "--checkpoint", str(ckpt), "--json"]) == 0

@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.distributed as dist
-
-from optnet.experiments import sudoku
-from optnet.experiments.distributed import DistributedContext
-from optnet.experiments.sudoku_data import generate_sudoku, save_sudoku
-from optnet.experiments.sudoku_models import build_model
+from optnet_experiments.distributed import DistributedContext
+from optnet_experiments.sudoku import cli as sudoku
+from optnet_experiments.sudoku.data import generate_sudoku, save_sudoku
+from optnet_experiments.sudoku.models import build_model
 
 
 def run(argv: list[str]) -> int:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from optnet.experiments.sudoku_boards import (
+from optnet_experiments.sudoku.boards import (
     constraint_matrix,
     count_solutions,
     grid_to_one_hot,

@@ -6,10 +6,9 @@ import json
 
 import pytest
 import torch
-
-from optnet.experiments import sudoku
-from optnet.experiments._common import read_json_lines
-from optnet.experiments.sudoku_data import load_sudoku
+from optnet_experiments.common import DATA_ENV, read_json_lines
+from optnet_experiments.sudoku import cli as sudoku
+from optnet_experiments.sudoku.data import load_sudoku
 
 
 def run(argv: list[str]) -> int:
@@ -42,6 +41,7 @@ def test_train_then_eval(model, extra, tiny_dir, tmp_path, capsys):
     for key in ("train_loss", "test_loss", "test_strict_error", "test_paper_error", "epoch_time_s"):
         assert all(isinstance(r[key], float) for r in records)
     assert (out / f"{model}_error.png").stat().st_size > 1000
+    assert (out / f"{model}.best.pt").is_file()
     capsys.readouterr()
 
     checkpoint = out / f"{model}.pt"
@@ -58,9 +58,16 @@ def test_train_then_eval(model, extra, tiny_dir, tmp_path, capsys):
     assert test["paper_error"] == pytest.approx(records[-1]["test_paper_error"])
 
 
-def test_train_rejects_options_of_another_model(tiny_dir, tmp_path):
-    with pytest.raises(SystemExit, match="baselines"):
-        run(["train", "--model", "optnet", "--width", "3", "--data", str(tiny_dir)])
+def test_train_rejects_options_of_another_model(tiny_dir, tmp_path, capsys):
+    argv = ["train", "--model", "optnet", "--width", "3", "--data", str(tiny_dir)]
+    assert run([*argv, "--out", str(tmp_path)]) == 2
+    assert "--depth/--width apply to the conv and fc baselines" in capsys.readouterr().err
+
+
+def test_eval_of_a_missing_data_folder_is_an_error_line(tmp_path, capsys):
+    argv = ["eval", "--checkpoint", str(tmp_path / "none.pt"), "--data", str(tmp_path / "no")]
+    assert run(argv) == 2
+    assert capsys.readouterr().err.startswith("optnet sudoku: error:")
 
 
 def test_demo_falls_back_to_generated_data(tmp_path, capsys):
@@ -73,3 +80,14 @@ def test_demo_falls_back_to_generated_data(tmp_path, capsys):
     assert len(load_sudoku(out / "data")) == 30
     checkpoint = torch.load(out / "optnet.pt", weights_only=True)
     assert checkpoint["hparams"]["dtype"] == "float32"
+
+
+def test_demo_reads_the_data_under_optnet_data(tmp_path, capsys, monkeypatch):
+    # No --data: the demo reads $OPTNET_DATA/sudoku4 (here 30 generated puzzles).
+    assert run(["generate", "--n", "30", "--seed", "2", "--out", str(tmp_path / "sudoku4")]) == 0
+    monkeypatch.setenv(DATA_ENV, str(tmp_path))
+    out = tmp_path / "demo"
+    assert run(["demo", "--out", str(out), "--limit", "30", "--epochs", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert f"the OptNet paper's 4x4 puzzles from {tmp_path / 'sudoku4'}" in printed
+    assert not (out / "data").exists()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from optnet.experiments.sudoku_boards import count_solutions, one_hot_to_grid, strict_correct
-from optnet.experiments.sudoku_data import (
-    DEFAULT_DATA,
+from optnet_experiments.common import data_dir
+from optnet_experiments.sudoku.boards import count_solutions, one_hot_to_grid, strict_correct
+from optnet_experiments.sudoku.data import (
+    DATA_NAME,
     SudokuData,
     generate_sudoku,
     load_sudoku,
@@ -80,10 +80,13 @@ def test_shape_mismatch_is_rejected():
         SudokuData(torch.zeros(2, 4, 4, 4), torch.zeros(3, 4, 4, 4))
 
 
+PAPER_DATA = data_dir(DATA_NAME)  # $OPTNET_DATA/sudoku4, else ../shared/data/sudoku4
+
+
 @pytest.mark.data
-@pytest.mark.skipif(not (DEFAULT_DATA / "features.pt").is_file(), reason="no ../shared data")
+@pytest.mark.skipif(not (PAPER_DATA / "features.pt").is_file(), reason=f"no {PAPER_DATA}")
 def test_paper_data_loads_with_valid_labels():
-    data = load_sudoku(DEFAULT_DATA)
+    data = load_sudoku(PAPER_DATA)
     assert data.features.shape == (10000, 4, 4, 4)
     assert data.board == 2
     assert strict_correct(data.labels, data.features).all()

@@ -1,18 +1,22 @@
-"""Models: shapes, a training step lowers the loss, checkpoint round trip."""
+"""Models: shapes, a training step lowers the loss, checkpoint round trip, SudokuOptNet."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-
-from optnet.experiments.sudoku_data import generate_sudoku
-from optnet.experiments.sudoku_models import (
+from optnet_experiments.common import ConfigError
+from optnet_experiments.denoising.models import ModelConfig
+from optnet_experiments.denoising.models import build_model as build_denoiser
+from optnet_experiments.denoising.models import save_model as save_denoiser
+from optnet_experiments.sudoku.data import generate_sudoku
+from optnet_experiments.sudoku.models import (
+    SudokuOptNet,
     build_model,
     default_hparams,
-    load_checkpoint,
-    save_checkpoint,
+    load_model,
+    save_model,
 )
-from optnet.experiments.sudoku_train import train_step
+from optnet_experiments.sudoku.train import train_step
 
 TINY = {
     "optnet": {"board": 2, "n_eq": 40, "q": 0.1, "dtype": "float64"},
@@ -72,15 +76,44 @@ def test_default_hparams_follow_the_paper():
 def test_checkpoint_round_trip(kind, tiny_data, tmp_path):
     torch.manual_seed(1)
     model = build_model(kind, TINY[kind])
-    path = save_checkpoint(tmp_path / "m.pt", kind, TINY[kind], model, epoch=3, metrics={"a": 1})
-    restored, checkpoint = load_checkpoint(path)
-    assert checkpoint["epoch"] == 3 and checkpoint["model"] == kind
-    assert checkpoint["metrics"] == {"a": 1}
+    path = save_model(tmp_path / "m.pt", model, kind, TINY[kind], epoch=3, metrics={"a": 1})
+    restored, checkpoint = load_model(path)
+    assert checkpoint.metadata == {"epoch": 3, "metrics": {"a": 1}}
+    assert checkpoint.spec.kind == kind and checkpoint.spec.hparams == TINY[kind]
+    assert checkpoint.spec.dtype == ("float64" if kind == "optnet" else "float32")
     puzzles, _ = _inputs(kind, tiny_data)
     torch.testing.assert_close(restored(puzzles[:2]), model.eval()(puzzles[:2]))
 
 
 def test_load_rejects_foreign_files(tmp_path):
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="not a Sudoku checkpoint"):
-        load_checkpoint(tmp_path / "other.pt")
+    with pytest.raises(ConfigError, match="not a checkpoint"):
+        load_model(tmp_path / "other.pt")
+    config = ModelConfig("fc", length=8, hidden=4)
+    save_denoiser(tmp_path / "denoiser.pt", build_denoiser(config), config)
+    with pytest.raises(ConfigError, match="of the denoising experiment, not of sudoku"):
+        load_model(tmp_path / "denoiser.pt")
+
+
+def test_sudoku_optnet_output_and_gradient():
+    torch.manual_seed(0)
+    model = SudokuOptNet()
+    puzzles = torch.zeros(3, 4, 4, 4)
+    puzzles[:, 0, 0, 1] = 1.0
+    out = model(puzzles)
+    assert out.shape == puzzles.shape and out.dtype == puzzles.dtype
+    assert bool((out >= -1e-6).all())
+    out.sum().backward()
+    assert model.A.grad is not None and torch.isfinite(model.A.grad).all()
+
+
+def test_sudoku_optnet_solution_satisfies_its_constraints():
+    # z >= 0 and A z = A z0 hold at the solution for any A: the QP is feasible by construction.
+    torch.manual_seed(2)
+    model = SudokuOptNet(dtype=torch.float64)
+    puzzles = generate_sudoku(2, 4, seed=1).features.double()
+    with torch.no_grad():
+        z = model(puzzles).reshape(4, -1)
+        A = model.A
+        torch.testing.assert_close(z @ A.T, (A @ model.z0).expand(4, -1), atol=1e-6, rtol=0)
+    assert bool((z >= -1e-7).all())

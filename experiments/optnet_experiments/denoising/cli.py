@@ -1,0 +1,157 @@
+"""``optnet denoise {train,eval,compare}``: total-variation denoising (paper section 5.3).
+
+The code is in ``data``, ``models``, ``train`` and ``plots``; this module parses arguments
+and prints for people (JSON lines on stdout: one per grid value and epoch, a summary last).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from ..cli import add_command, reports_errors
+from ..common import DTYPES, can_plot, resolve_device
+from .models import MODEL_KINDS, load_model
+from .plots import plot_examples
+from .train import TrainConfig, checkpoint_test_set, evaluate, train
+
+_command = reports_errors("optnet denoise")
+
+
+def register(subparsers) -> None:
+    """Add ``optnet denoise {train,eval,compare}``."""
+    parser = add_command(
+        subparsers, "denoise", help="total-variation denoising (paper sec. 5.3)",
+        description="Total-variation denoising of piecewise-constant signals (OptNet paper, "
+        "section 5.3): train fc, tv, optnet or optnet-tv, evaluate or compare checkpoints.",
+    )  # fmt: skip
+    sub = parser.add_subparsers(dest="denoise_command", required=True)
+
+    train = add_command(sub, "train", help="train one model (tv: choose lambda on a grid)")
+    train.add_argument("--model", choices=MODEL_KINDS, required=True, help="model kind")
+    train.add_argument("--epochs", type=int, default=10, help="training epochs")
+    train.add_argument("--seed", type=int, default=0, help="model init and batch order")
+    train.add_argument("--data-seed", type=int, default=0, help="the data set (share it!)")
+    train.add_argument("--n-train", type=int, default=9000, help="training signals")
+    train.add_argument("--n-test", type=int, default=1000, help="test signals")
+    train.add_argument("--batch-size", type=int, default=100, help="signals per batch")
+    train.add_argument(
+        "--lr", type=float, default=None,
+        help="Adam learning rate (default: fc 1e-3, optnet 1e-2, optnet-tv 1e-4)",
+    )  # fmt: skip
+    train.add_argument(
+        "--l1", type=float, default=None,
+        help="weight of |D|_1 in the loss (default: 0.1 for optnet, else 0)",
+    )  # fmt: skip
+    train.add_argument(
+        "--lam", type=float, default=None,
+        help="TV weight of tv/optnet-tv (default: grid search on training data); optnet uses 1",
+    )  # fmt: skip
+    train.add_argument(
+        "--lambda-grid", type=float, nargs=3, default=[0, 100, 1],
+        metavar=("START", "STOP", "STEP"), help="grid (inclusive) for tv",
+    )  # fmt: skip
+    train.add_argument(
+        "--grid-signals", type=int, default=None,
+        help="training signals used by the grid search (default: all)",
+    )  # fmt: skip
+    train.add_argument(
+        "--dtype", choices=tuple(DTYPES), default="float64", help="dtype of the QP models"
+    )
+    train.add_argument("--max-iter", type=int, default=50, help="solver iteration cap")
+    train.add_argument(
+        "--time-limit", type=float, default=None,
+        help="stop after the epoch that passes it (seconds; default: none)",
+    )  # fmt: skip
+    train.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device")
+    train.add_argument("--out", type=Path, required=True, help="output folder")
+    train.set_defaults(func=_cmd_train)
+
+    ev = add_command(sub, "eval", help="test MSE of a checkpoint")
+    ev.add_argument("--checkpoint", type=Path, required=True, help="model.pt or best.pt")
+    ev.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device")
+    ev.add_argument("--batch-size", type=int, default=100, help="signals per batch")
+    ev.add_argument("--json", action="store_true", help="print a JSON line last")
+    ev.set_defaults(func=_cmd_eval)
+
+    cmp = add_command(sub, "compare", help="table and example plot of several checkpoints")
+    cmp.add_argument("--checkpoint", type=Path, nargs="+", required=True, help="checkpoints")
+    cmp.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device")
+    cmp.add_argument("--examples", type=int, default=4, help="test signals plotted")
+    cmp.add_argument("--out", type=Path, required=True, help="folder for compare.json and png")
+    cmp.set_defaults(func=_cmd_compare)
+
+
+@_command
+def _cmd_train(args: argparse.Namespace) -> int:
+    config = TrainConfig(
+        model=args.model,
+        out=str(args.out),
+        epochs=args.epochs,
+        seed=args.seed,
+        data_seed=args.data_seed,
+        n_train=args.n_train,
+        n_test=args.n_test,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        l1=args.l1,
+        lam=args.lam,
+        lambda_grid=tuple(args.lambda_grid),
+        grid_signals=args.grid_signals,
+        dtype=args.dtype,
+        max_iter=args.max_iter,
+        time_limit=args.time_limit,
+        device=args.device,
+    )
+    result = train(config, on_record=lambda r: print(json.dumps(r), flush=True))
+    summary = {
+        "model": args.model,
+        "test_mse": result.records[-1]["test_mse"],
+        "lambda": result.lam,
+        "best_epoch": result.best_epoch,
+        "seconds": result.seconds,
+    }
+    print(json.dumps(summary))
+    return 0
+
+
+@_command
+def _cmd_eval(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    model, config, checkpoint = load_model(args.checkpoint, device)
+    clean, noisy = checkpoint_test_set(checkpoint)
+    mse, unsolved = evaluate(model, clean, noisy, batch_size=args.batch_size, device=device)
+    result = {"test_mse": mse, "n": len(clean), "model": config.kind, "unsolved": unsolved}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{config.kind}: test MSE {mse:.3f} on {len(clean)} signals ({unsolved} unsolved)")
+    return 0
+
+
+@_command
+def _cmd_compare(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    rows, outputs, clean, noisy = [], {}, None, None
+    for path in args.checkpoint:
+        model, config, checkpoint = load_model(path, device)
+        clean, noisy = checkpoint_test_set(checkpoint)
+        mse, unsolved = evaluate(model, clean, noisy, device=device)
+        rows.append(
+            {"model": config.kind, "checkpoint": str(path), "test_mse": mse, "unsolved": unsolved}
+        )
+        with torch.no_grad():
+            outputs[config.kind] = model(noisy[: args.examples].to(device)).cpu()
+    print(f"{'model':<12}{'test MSE':>10}")
+    for row in rows:
+        print(f"{row['model']:<12}{row['test_mse']:>10.2f}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare.json").write_text(json.dumps(rows, indent=1))
+    if can_plot():
+        plot_examples(clean[: args.examples], noisy[: args.examples], outputs, out / "examples.png")
+    print(json.dumps({"results": rows}))
+    return 0
