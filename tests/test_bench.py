@@ -9,14 +9,14 @@ import json
 import numpy as np
 import pytest
 import torch
+
+from optnet import SolverOptions, solve_qp
 from optnet_benchmarks import bench as bench_cli
 from optnet_benchmarks import measure, reference
 from optnet_benchmarks.peers import PEERS, Peer, PeerRun
 from optnet_benchmarks.problems import random_feasible_qp
 from optnet_benchmarks.report import format_markdown, format_table
 from optnet_benchmarks.speed import Case, SpeedBenchmark, SpeedConfig, case_data, grid
-
-from optnet import SolverOptions, solve_qp
 
 CPU = torch.device("cpu")
 CASE = Case(torch.float64, 6, 6, 2, 2)

@@ -8,15 +8,15 @@ import json
 
 import numpy as np
 import pytest
+from scipy import sparse
+from scipy.io import savemat
+
+import optnet
 from optnet_benchmarks import maros_meszaros as mm_cli
 from optnet_benchmarks.maros_data import convert, load_problem, optimal_costs, problem_names
 from optnet_benchmarks.maros_meszaros import MarosConfig, run_maros_meszaros
 from optnet_benchmarks.qp_scoring import optimality
 from optnet_experiments.common import data_dir
-from scipy import sparse
-from scipy.io import savemat
-
-import optnet
 
 BIG = 1e20
 

@@ -30,9 +30,23 @@ def test_qplayer_logs_unsolved_problems(caplog):
     assert "1 of 1 problems not solved" in caplog.text
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_optnet_layer_keeps_the_input_dtype(dtype):
+    layer = OptNetLayer(4, 6, dtype=dtype)
+    for p_dtype in (torch.float32, torch.float64):
+        z = layer(torch.randn(3, 4, dtype=p_dtype))
+        assert z.dtype == p_dtype
+    assert OptNetLayer(4, 6).L.dtype == torch.get_default_dtype()
+
+
+def test_optnet_layer_blames_a_wrong_input_length_on_p():
+    with pytest.raises(ValueError, match=r"p must have shape \(n,\) = \(4,\)"):
+        OptNetLayer(4, 6)(torch.randn(3, 5))
+
+
 def test_optnet_layer_is_feasible_and_trains():
     torch.manual_seed(0)
-    layer = OptNetLayer(6, 8, 2)
+    layer = OptNetLayer(6, 8, 2, dtype=torch.float64)
     p = torch.randn(5, 6, dtype=torch.float64)
     z = layer(p)
     Q, G, h, A, b = layer.qp_data()
@@ -42,4 +56,3 @@ def test_optnet_layer_is_feasible_and_trains():
     z.square().sum().backward()
     for name, param in layer.named_parameters():
         assert param.grad is not None and torch.isfinite(param.grad).all(), name
-

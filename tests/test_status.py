@@ -87,17 +87,6 @@ def test_dual_infeasible_with_certificate():
     assert float(p @ ray) < 0 and (ray >= -1e-8).all()
 
 
-def test_nonconvex_Q_is_a_numerical_error_not_a_crash():
-    sol = optnet.solve_qp(
-        -torch.eye(2, dtype=d),
-        torch.zeros(2, dtype=d),
-        torch.eye(2, dtype=d),
-        torch.ones(2, dtype=d),
-    )
-    assert int(sol.status) == QPStatus.NUMERICAL_ERROR
-    assert all(torch.isfinite(x).all() for x in (sol.z, sol.lam, sol.s))
-
-
 def test_mixed_batch_statuses_and_error_message():
     G = torch.tensor([[[1.0, 0.0], [-1.0, 0.0]]], dtype=d).expand(3, 2, 2)
     h = torch.tensor([[1.0, 1.0], [-1.0, -1.0], [2.0, 2.0]], dtype=d)
@@ -121,3 +110,46 @@ def test_unreachable_tolerance_returns_the_best_iterate():
     assert (sol.status == QPStatus.MAX_ITER).all()
     assert float((sol.z - reachable.z).abs().max()) < 1e-7
     assert float(sol.dual_residual.max()) < 1e-9
+
+
+@pytest.mark.parametrize(
+    "eigenvalues",
+    [[1.0, -1.0, 1.0], [0.0, -1.0, 0.0], [-1.0, -2.0, -3.0]],
+    ids=["indefinite", "concave", "negative-definite"],
+)
+def test_nonconvex_Q_is_never_solved_and_never_nan(eigenvalues):
+    g = torch.Generator().manual_seed(0)
+    V = torch.linalg.qr(torch.randn(3, 3, generator=g, dtype=d))[0]
+    Q = V @ torch.diag(torch.tensor(eigenvalues, dtype=d)) @ V.T
+    Q = (Q + Q.T) / 2
+    convex = torch.eye(3, dtype=d)
+    p = torch.ones(2, 3, dtype=d, requires_grad=True)
+    box = {"lb": -torch.ones(3, dtype=d), "ub": torch.ones(3, dtype=d)}
+    sol = optnet.solve_qp(torch.stack([Q, convex]), p, **box)
+    assert sol.status.tolist() == [QPStatus.NONCONVEX, QPStatus.SOLVED]
+    assert "not positive semidefinite" in QPStatus.NONCONVEX.message
+    for x in (sol.z, sol.lam_lb, sol.lam_ub):
+        assert torch.isfinite(x).all() and not bool(x[0].any())
+    for x in (sol.primal_residual, sol.dual_residual, sol.duality_gap, sol.certificate.z):
+        assert torch.isfinite(x).all()
+    sol.z.sum().backward()
+    assert not bool(p.grad[0].any()) and bool(p.grad[1].any())  # zero gradient when unsolved
+
+
+def test_round_off_indefinite_psd_Q_is_convex():
+    M = torch.randn(6, 2, dtype=d)
+    Q = M @ M.T  # rank 2: eigenvalues of -1e-16 size from round-off
+    sol = optnet.solve_qp(
+        Q, torch.randn(6, dtype=d), lb=-torch.ones(6, dtype=d), ub=torch.ones(6, dtype=d)
+    )
+    assert int(sol.status) == QPStatus.SOLVED
+
+
+def test_empty_batch_gives_an_empty_solution():
+    Q = torch.eye(3, dtype=d).expand(0, 3, 3).clone().requires_grad_()
+    p = torch.zeros(0, 3, dtype=d, requires_grad=True)
+    G, h = torch.zeros(0, 2, 3, dtype=d), torch.zeros(0, 2, dtype=d)
+    sol = optnet.solve_qp(Q, p, G, h)
+    assert sol.z.shape == (0, 3) and sol.lam.shape == (0, 2) and sol.status.shape == (0,)
+    sol.z.sum().backward()
+    assert p.grad is None or p.grad.shape == (0, 3)

@@ -44,6 +44,16 @@ def test_wrong_shapes_name_the_argument(name, bad, message):
         solve(**kw)
 
 
+@pytest.mark.parametrize("batched", [False, True])
+def test_p_of_the_wrong_length_is_blamed_on_p(batched):
+    lead = (3,) if batched else ()
+    Q, p = torch.eye(4, dtype=d), torch.zeros(*lead, 5, dtype=d)
+    with pytest.raises(ValueError, match=r"p must have shape \(n,\) = \(4,\).*got \("):
+        optnet.solve_qp(Q, p)
+    with pytest.raises(ValueError, match=r"p must have shape \(n,\) = \(4,\)"):
+        optnet.solve_qp(Q, p, torch.ones(2, 4, dtype=d), torch.ones(2, dtype=d))
+
+
 def test_disagreeing_batch_sizes():
     kw = problem()
     kw["h"] = torch.ones(2, 5, dtype=d)

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import torch
+
 from optnet_experiments.cli import reports_errors
 from optnet_experiments.common import DTYPES, ConfigError, JsonLines, progress, resolve_device
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from optnet_experiments.cli import reports_errors
 from optnet_experiments.common import (
     DTYPES,

@@ -15,6 +15,7 @@ class QPStatus(IntEnum):
     PRIMAL_INFEASIBLE = 2
     DUAL_INFEASIBLE = 3
     NUMERICAL_ERROR = 4
+    NONCONVEX = 5
 
     @property
     def message(self) -> str:
@@ -38,6 +39,10 @@ _MESSAGES = {
     QPStatus.NUMERICAL_ERROR: (
         "the Newton system could not be factored reliably; check that Q is positive "
         "semidefinite, rescale the data, or solve in float64"
+    ),
+    QPStatus.NONCONVEX: (
+        "Q is not positive semidefinite, so the QP is not convex and was not solved; check Q "
+        "(a learned Q is PSD by construction as L L' + eps I, see optnet.nn.OptNetLayer)"
     ),
 }
 

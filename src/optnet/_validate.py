@@ -60,9 +60,7 @@ def validate_inputs(**arrays: torch.Tensor | None) -> ProblemShape:
                 f"all inputs must be on one device: p is on {device} but {name} is on {x.device}"
             )
 
-    if present["p"].dim() not in (1, 2):
-        raise ValueError(f"p must have shape (n,) or (B, n), got {tuple(present['p'].shape)}")
-    sizes = {"n": present["p"].shape[-1]}
+    sizes = {"n": _infer_n(present)}
     if "G" in present:
         sizes["m"] = present["G"].shape[-2] if present["G"].dim() >= 2 else None
     if "A" in present:
@@ -86,10 +84,20 @@ def validate_inputs(**arrays: torch.Tensor | None) -> ProblemShape:
                 )
             batch = x.shape[0]
     if sizes["n"] == 0:
-        raise ValueError("p must have at least one variable (n >= 1)")
+        raise ValueError("Q and p must have at least one variable (n >= 1)")
 
     _check_values(present)
     return ProblemShape(batch, sizes["n"], sizes.get("m", 0), sizes.get("p", 0), dtype, device)
+
+
+def _infer_n(present: dict[str, torch.Tensor]) -> int:
+    """n as most inputs have it, so that the error names the odd one out (Q on a tie with p)."""
+    votes: dict[int, int] = {}
+    for name, x in present.items():
+        if x.dim() >= 1:
+            votes[x.shape[-1]] = votes.get(x.shape[-1], 0) + (name not in ("h", "b"))
+    from_q, from_p = present["Q"].shape[-1], present["p"].shape[-1]
+    return from_p if votes.get(from_p, 0) > votes.get(from_q, 0) else from_q
 
 
 def _check_values(present: dict[str, torch.Tensor]) -> None:
@@ -105,6 +113,8 @@ def _check_values(present: dict[str, torch.Tensor]) -> None:
                 f"{name} contains NaN or {-allowed} entries (only {allowed} is allowed)"
             )
     Q = present["Q"]
+    if not Q.numel():  # an empty batch
+        return
     asym = (Q - Q.mT).abs().amax()
     scale = Q.abs().amax().clamp_min(1.0)
     if bool(asym > 100 * torch.finfo(Q.dtype).eps * scale):

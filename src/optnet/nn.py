@@ -51,6 +51,10 @@ class OptNetLayer(nn.Module):
     ``Q = L L' + eps I`` (L lower triangular), ``G``, ``h = G z0 + s0`` (``s0 > 0`` through a
     softplus), ``A`` and ``b = A z0``: z0 is always a strictly feasible point. ``p`` comes from
     the input, shape ``(B, n)``; the output is ``z*`` of shape ``(B, n)``.
+
+    The parameters have ``dtype`` (default: ``torch.get_default_dtype()``, like ``nn.Linear``)
+    and the QP is solved in it; the output has the input's dtype, so a float32 network stays
+    float32 (pass ``dtype=torch.float64`` to solve in float64 inside a float32 network).
     """
 
     def __init__(
@@ -61,10 +65,10 @@ class OptNetLayer(nn.Module):
         *,
         eps: float = 1e-4,
         options: SolverOptions | None = None,
-        dtype: torch.dtype = torch.float64,
+        dtype: torch.dtype | None = None,
     ):
         super().__init__()
-        kw = {"dtype": dtype}
+        kw = {"dtype": torch.get_default_dtype() if dtype is None else dtype}
         self.eps = eps
         self.L = nn.Parameter(torch.tril(torch.rand(n, n, **kw)))
         self.G = nn.Parameter(torch.empty(n_ineq, n, **kw).uniform_(-1, 1))
@@ -82,4 +86,4 @@ class OptNetLayer(nn.Module):
 
     def forward(self, p: torch.Tensor) -> torch.Tensor:
         Q, G, h, A, b = self.qp_data()
-        return self.qp(Q, p.to(Q.dtype), G, h, A, b).z
+        return self.qp(Q, p.to(Q.dtype), G, h, A, b).z.to(p.dtype)

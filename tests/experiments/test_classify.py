@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+
 from optnet_experiments.classify import cli
 from optnet_experiments.classify.data import load_digits_split
 from optnet_experiments.classify.models import (

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
+
 from optnet_experiments.common import (
     DATA_ENV,
     ConfigError,
@@ -23,7 +25,6 @@ from optnet_experiments.common import (
     read_json_lines,
     save_checkpoint,
 )
-from torch import nn
 
 # ---- data folders -------------------------------------------------------------------------
 

@@ -8,6 +8,8 @@ import json
 import numpy as np
 import pytest
 import torch
+
+from optnet import SolverOptions
 from optnet_experiments.common import read_checkpoint, read_json_lines
 from optnet_experiments.denoising import cli
 from optnet_experiments.denoising.data import SignalConfig, make_dataset, make_signals
@@ -28,8 +30,6 @@ from optnet_experiments.denoising.train import (
     train_step,
     tv_grid_search,
 )
-
-from optnet import SolverOptions
 
 
 def run_cli(argv: list[str]) -> int:

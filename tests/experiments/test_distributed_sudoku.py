@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.distributed as dist
+
 from optnet_experiments.distributed import DistributedContext
 from optnet_experiments.sudoku import cli as sudoku
 from optnet_experiments.sudoku.data import generate_sudoku, save_sudoku

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from optnet_experiments.sudoku.boards import (
     constraint_matrix,
     count_solutions,

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+
 from optnet_experiments.common import DATA_ENV, read_json_lines
 from optnet_experiments.sudoku import cli as sudoku
 from optnet_experiments.sudoku.data import load_sudoku

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from optnet_experiments.common import ConfigError
 from optnet_experiments.denoising.models import ModelConfig
 from optnet_experiments.denoising.models import build_model as build_denoiser

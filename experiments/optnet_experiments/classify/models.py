@@ -52,8 +52,12 @@ class DigitClassifier(nn.Module):
         if c.kind == "fc":
             self.head = nn.Linear(c.n_classes, c.n_classes)
         elif c.kind == "optnet":
+            # float64, as in the measured runs of docs/experiments.md
             self.head = OptNetLayer(
-                c.n_classes, c.n_ineq, options=SolverOptions(max_iter=c.max_iter)
+                c.n_classes,
+                c.n_ineq,
+                options=SolverOptions(max_iter=c.max_iter),
+                dtype=torch.float64,
             )
         else:
             raise ConfigError(f"unknown model kind {c.kind!r}; expected one of {MODEL_KINDS}")

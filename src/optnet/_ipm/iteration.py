@@ -183,6 +183,11 @@ def finish(iteration: Iteration, state: IPMState) -> IPMResult:
     merit = torch.where(use_best, state.best_merit, merit)
     z, s, lam, nu = state.iterate(use_best)
     z, s, lam, nu = iteration.unscaled(dataclasses.replace(state, z=z, s=s, lam=lam, nu=nu))
+    # A nonconvex problem was never solved: zeros, not its starting point.
+    keep = (status != QPStatus.NONCONVEX).unsqueeze(-1)
+    z, lam = torch.where(keep, z, 0), torch.where(keep, lam, 0)
+    s = torch.where(keep, s, 1)
+    nu = None if nu is None else torch.where(keep, nu, 0)
     cert_dual, cert_primal = rays(problem, z, lam, nu, status)
     reg = (options.regularization * 100.0**state.bumps).to(z.dtype)
     z, s, lam, nu, status, res, factor, polished = polish(

@@ -7,6 +7,7 @@ import torch
 from .. import _kkt
 from .._options import SolverOptions
 from .._problem import Problem, dot
+from .._status import QPStatus
 from .certificates import crossed_bounds_status
 from .state import RUNNING, IPMState
 
@@ -47,6 +48,20 @@ def initial_point(
     return z, s, lam, nu
 
 
+def nonconvex(problem: Problem) -> torch.Tensor:
+    """(B|1,) bool: Q is not positive semidefinite beyond round-off.
+
+    A Cholesky factorization of ``Q + tau I`` fails exactly when Q has an eigenvalue below
+    ``-tau``; ``tau = 10 n eps max(1, |Q|)`` is above the factorization's own round-off, so
+    singular PSD matrices (linear programs) pass.
+    """
+    Q = problem.Q
+    n = Q.shape[-1]
+    tau = 10 * n * torch.finfo(Q.dtype).eps * problem.q_scale()
+    shifted = Q + tau[:, None, None] * torch.eye(n, dtype=Q.dtype, device=Q.device)
+    return torch.linalg.cholesky_ex(shifted)[1] != 0
+
+
 def initial_state(
     problem: Problem, options: SolverOptions, buffers: _kkt.Buffers | None = None
 ) -> IPMState:
@@ -55,6 +70,7 @@ def initial_state(
     z, s, lam, nu = initial_point(problem, reg, options.refine_steps, buffers)
     status = torch.full((batch,), RUNNING, dtype=torch.int64, device=device)
     status = crossed_bounds_status(problem, status)
+    status = torch.where(nonconvex(problem), int(QPStatus.NONCONVEX), status)
     zeros = torch.zeros(batch, dtype=torch.int64, device=device)
     best = [None if x is None else x.clone() for x in (z, s, lam, nu)]
     no_merit = torch.full((batch,), float("inf"), dtype=z.dtype, device=device)
