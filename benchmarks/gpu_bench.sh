@@ -4,9 +4,11 @@
 #   bash benchmarks/gpu_bench.sh        (carry: .whl and .gpu_data; results under $OUT)
 #
 #   0. the GPU tests (`pytest -m gpu tests`: every test marked gpu, e.g. the graphed and
-#      compiled backends against the batched one), a summary of their outcome.
+#      compiled backends against the CPU), a summary of their outcome.
+#   0b. accuracy: `python -m optnet_benchmarks.accuracy` (optnet vs qpth on known solutions,
+#      float64 and float32; writes accuracy.jsonl, accuracy.md).
 #   1. `optnet bench`: optnet vs qpth 0.0.18 on CUDA over the paper grid n in {10,50,100,500},
-#      m = n, no equalities, B in {1,128,1024}, float64 and float32. The grid holds the issue-6
+#      m = n, no equalities, B in {1,128,1024}, float64 and float32. The grid holds the speed
 #      target cases, printed again as their own table after it.
 #   2. `optnet maros-meszaros` on CUDA: float64 at the high/mid/low tiers, then float32 at low.
 #
@@ -15,11 +17,11 @@
 # is installed into the image except the carried wheels.
 # Needs .whl/ (qpth 0.0.18, cvxpy 1.7.5 and the cvxpy dependencies the image lacks: osqp,
 # clarabel, scs, cffi, pycparser) and .gpu_data/maros_meszaros/ (62 .mat files, opt_costs.json).
-# Writes 8 files to $OUT: bench_cuda.jsonl, bench_cuda.png, bench_cuda_table.txt,
+# Writes at most 8 files to $OUT (STAGES picks which): bench_cuda.jsonl, bench_cuda.png, bench_cuda_table.txt,
 # maros_cuda_float64.jsonl, maros_cuda_float64_table.txt, maros_cuda_float32.jsonl,
 # maros_cuda_float32_table.txt and gpu_bench.log (everything printed).
 # Time: at most 2 + 7.5 minutes: each stage stops starting new work at its --budget, and
-# `timeout` stops it hard behind that. STAGES picks stages (default "tests,bench,maros";
+# `timeout` stops it hard behind that. STAGES picks stages (default "tests,accuracy,bench";
 # "bench,maros" is the 7.5-minute run behind docs/benchmarks.md); SOLVERS the peers of stage 1.
 # Smoke test on a CPU: DEVICE=cpu STAGES=bench,maros SIZES=5 BATCHES=1,4 \
 #   MM_PROBLEMS=HS21,HS35 MM_DATA=../shared/data/maros_meszaros bash benchmarks/gpu_bench.sh
@@ -29,7 +31,7 @@ DEVICE="${DEVICE:-cuda}"
 SIZES="${SIZES:-10,50,100,500}"
 BATCHES="${BATCHES:-1,128,1024}"
 SOLVERS="${SOLVERS:-optnet,qpth}"
-STAGES="${STAGES:-tests,bench,maros}"
+STAGES="${STAGES:-tests,accuracy,bench}"
 MM_PROBLEMS="${MM_PROBLEMS:-}"
 MM="${MM_DATA:-.gpu_data/maros_meszaros}"
 mkdir -p "$OUT"
@@ -48,7 +50,13 @@ run_all() {
 
     if [[ ",$STAGES," == *",tests,"* ]]; then
         echo "=== 0. GPU tests ==="
-        timeout -s KILL 120 python3 -m pytest -q -m gpu -p no:cacheprovider tests 2>&1 | tail -15
+        timeout -s KILL 240 python3 -m pytest -q -m gpu -p no:cacheprovider tests 2>&1 | tail -15
+    fi
+
+    if [[ ",$STAGES," == *",accuracy,"* ]]; then
+        echo "=== 0b. accuracy on known solutions: optnet vs qpth on $DEVICE ==="
+        timeout 150 python3 -m optnet_benchmarks.accuracy --device "$DEVICE" \
+            --sizes 30x40x6,100x100x10 --batch 128 --out "$OUT"
     fi
 
     if [[ ",$STAGES," == *",bench,"* ]]; then

@@ -117,7 +117,7 @@ def test_peak_memory_sees_a_large_allocation():
 def test_missing_peer_reports_its_modules(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     reason = PEERS["qpth"]().unavailable_reason(CPU, torch.float64)
-    assert reason == "not installed (qpth, cvxpy)"
+    assert reason == "not installed (qpth)"
     assert PEERS["optnet"]().unavailable_reason(CPU, torch.float64) is None  # needs nothing
 
 

@@ -17,7 +17,6 @@ import json
 import platform
 import sys
 import time
-import types
 from pathlib import Path
 
 import torch
@@ -25,6 +24,7 @@ import torch
 import optnet
 
 from .known_solution import active_set_gradients, known_solution_problem
+from .peers import qpth_function
 
 INPUTS = ("Q", "p", "G", "h", "A", "b")
 
@@ -35,14 +35,7 @@ def _optnet(inputs):
 
 
 def _qpth(inputs):
-    if "cvxpy" not in sys.modules:
-        try:
-            import cvxpy  # noqa: F401
-        except ImportError:  # qpth imports it at import time; its PDIPM never uses it
-            sys.modules["cvxpy"] = types.ModuleType("cvxpy")
-    from qpth.qp import QPFunction
-
-    return QPFunction(verbose=-1)(*inputs), None
+    return qpth_function()(verbose=-1)(*inputs), None
 
 
 SOLVERS = {"optnet": _optnet, "qpth": _qpth}

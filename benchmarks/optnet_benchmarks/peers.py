@@ -8,6 +8,8 @@ optional dependencies: a missing one reports why instead of failing the run.
 from __future__ import annotations
 
 import importlib.util
+import sys
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -103,15 +105,28 @@ class OptNetCompiledPeer(OptNetPeer):
     backend = "compiled"
 
 
+def qpth_function():
+    """qpth's ``QPFunction`` class.
+
+    qpth imports cvxpy when imported, for a solver we never select (we time its batched
+    PDIPM); where cvxpy is absent (the GPU image) an empty stand-in module lets it import.
+    """
+    if importlib.util.find_spec("cvxpy") is None and "cvxpy" not in sys.modules:
+        sys.modules["cvxpy"] = types.ModuleType("cvxpy")
+    from qpth.qp import QPFunction
+
+    return QPFunction
+
+
 class QpthPeer(Peer):
     """qpth 0.0.18 (Amos & Kolter's batched interior-point solver), default iteration cap."""
 
     name = "qpth"
     distribution = "qpth"
-    modules = ("qpth", "cvxpy")
+    modules = ("qpth",)
 
     def prepare(self, qp: QPBatch, eps: float) -> PeerRun:
-        from qpth.qp import QPFunction
+        QPFunction = qpth_function()
 
         # qpth treats an empty tensor as "no equality constraints".
         A = qp.A if qp.A is not None else qp.Q.new_empty(0)
