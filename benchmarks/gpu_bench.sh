@@ -32,6 +32,7 @@ SIZES="${SIZES:-10,50,100,500}"
 BATCHES="${BATCHES:-1,128,1024}"
 SOLVERS="${SOLVERS:-optnet,qpth}"
 STAGES="${STAGES:-tests,accuracy,bench}"
+BENCH_BUDGET="${BENCH_BUDGET:-240}"
 MM_PROBLEMS="${MM_PROBLEMS:-}"
 MM="${MM_DATA:-.gpu_data/maros_meszaros}"
 mkdir -p "$OUT"
@@ -61,9 +62,9 @@ run_all() {
 
     if [[ ",$STAGES," == *",bench,"* ]]; then
         echo "=== 1. speed: $SOLVERS on $DEVICE ==="
-        timeout 290 python3 -m optnet_benchmarks bench --device "$DEVICE" \
+        timeout $((BENCH_BUDGET + 50)) python3 -m optnet_benchmarks bench --device "$DEVICE" \
             --dtype float64,float32 --sizes "$SIZES" --batches "$BATCHES" --neq 0 \
-            --solvers "$SOLVERS" --repeats 5 --cap 20 --budget 240 --clarabel-checks 2 \
+            --solvers "$SOLVERS" --repeats 5 --cap 20 --budget "$BENCH_BUDGET" --clarabel-checks 2 \
             --out "$OUT"
 
         echo "=== issue-6 target cases ==="
