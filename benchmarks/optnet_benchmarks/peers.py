@@ -7,6 +7,7 @@ optional dependencies: a missing one reports why instead of failing the run.
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import sys
 import types
@@ -111,8 +112,10 @@ def qpth_function():
     qpth imports cvxpy when imported, for a solver we never select (we time its batched
     PDIPM); where cvxpy is absent (the GPU image) an empty stand-in module lets it import.
     """
-    if importlib.util.find_spec("cvxpy") is None and "cvxpy" not in sys.modules:
-        sys.modules["cvxpy"] = types.ModuleType("cvxpy")
+    if "cvxpy" not in sys.modules and importlib.util.find_spec("cvxpy") is None:
+        stand_in = types.ModuleType("cvxpy")
+        stand_in.__spec__ = importlib.machinery.ModuleSpec("cvxpy", None)
+        sys.modules["cvxpy"] = stand_in
     from qpth.qp import QPFunction
 
     return QPFunction

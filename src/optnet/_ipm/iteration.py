@@ -189,7 +189,9 @@ def finish(iteration: Iteration, state: IPMState) -> IPMResult:
     s = torch.where(keep, s, 1)
     nu = None if nu is None else torch.where(keep, nu, 0)
     cert_dual, cert_primal = rays(problem, z, lam, nu, status)
-    reg = (options.regularization * 100.0**state.bumps).to(z.dtype)
+    # The base regularization: a bumped one (after failed factorizations of the barrier
+    # system) would bias the better-conditioned active-set system.
+    reg = torch.full_like(merit, options.regularization)
     z, s, lam, nu, status, res, factor, polished = polish(
         problem, z, s, lam, nu, status, merit, reg, iteration.eps_abs, iteration.eps_rel
     )

@@ -24,22 +24,27 @@ from .stopping import convergence
 
 # Polish rounds: a round whose active set was wrong (a negative dual or a violated inactive row)
 # corrects it for the next round. The interior point's set is right unless a margin is near
-# its tolerance (float32's 1e-4: measured, a second round fixes most of those).
-POLISH_ROUNDS = 3
+# its tolerance (float32: 1e-4); measured on 128 random float32 QPs (n = m = 100): 3 rounds
+# left 1 problem unpolished, 5 none.
+POLISH_ROUNDS = 5
 
 
 def polish(problem: Problem, z, s, lam, nu, status, merit, reg, eps_abs: float, eps_rel: float):
     """(z, s, lam, nu, status, residuals, factor, polished): the polished iterate where taken.
 
-    ``status`` and ``merit`` are the interior point's; only SOLVED and MAX_ITER problems are
-    polished, and a polished MAX_ITER problem that meets the tolerances becomes SOLVED.
+    ``status`` and ``merit`` are the interior point's; SOLVED, MAX_ITER and NUMERICAL_ERROR
+    problems are polished, and an unsolved one whose polished point meets the tolerances (with
+    its signs) becomes SOLVED.
     """
     batch = z.shape[0]
     mask = problem.mask > 0
     h_all = problem.h_all.expand(batch, -1)
     r1 = -problem.p.expand(batch, -1)
     r2 = problem.b.expand(batch, -1) if problem.has_eq else None
-    eligible = (status == QPStatus.SOLVED) | (status == QPStatus.MAX_ITER)
+    # A numerical error near the end (factorizations failing at a tight tolerance) leaves a
+    # good best iterate, and the active-set system is much better conditioned: polish it too.
+    unsolved = (status == QPStatus.MAX_ITER) | (status == QPStatus.NUMERICAL_ERROR)
+    eligible = (status == QPStatus.SOLVED) | unsolved
     active = (lam > s) & mask
     taken = torch.zeros_like(eligible)  # a converged polished point was found
     factor = point = None
@@ -66,7 +71,6 @@ def polish(problem: Problem, z, s, lam, nu, status, merit, reg, eps_abs: float, 
             break  # reading a flag is free on CPU: skip the rounds nobody needs
     z_p, s_p, lam_p, nu_p, merit_p, ok = point
     # Not converged: an unsolved problem still takes the polished point if it is better.
-    unsolved = status == QPStatus.MAX_ITER
     use = taken | (eligible & unsolved & ok & (merit_p < merit))
     status = torch.where(taken, int(QPStatus.SOLVED), status)
     pick = use.unsqueeze(-1)
