@@ -48,17 +48,22 @@ def initial_point(
     return z, s, lam, nu
 
 
+# Curvature below -NONCONVEX_TOLERANCE * ||Q||_inf makes a problem NONCONVEX. Above it, a
+# slightly indefinite Q (rounded data: Maros-Meszaros VALUES has eigenvalues of -1.2e-6 of its
+# norm) is solved as given, to a KKT point.
+NONCONVEX_TOLERANCE = 1e-5
+
+
 def nonconvex(problem: Problem) -> torch.Tensor:
-    """(B|1,) bool: Q is not positive semidefinite beyond round-off.
+    """(B|1,) bool: Q has an eigenvalue below ``-NONCONVEX_TOLERANCE * ||Q||_inf``.
 
     A Cholesky factorization of ``Q + tau I`` fails exactly when Q has an eigenvalue below
-    ``-tau``; ``tau = 10 n eps max(1, |Q|)`` is above the factorization's own round-off, so
-    singular PSD matrices (linear programs) pass.
+    ``-tau``; ``||Q||_inf`` (the largest absolute row sum) bounds Q's spectral norm.
     """
     Q = problem.Q
-    n = Q.shape[-1]
-    tau = 10 * n * torch.finfo(Q.dtype).eps * problem.q_scale()
-    shifted = Q + tau[:, None, None] * torch.eye(n, dtype=Q.dtype, device=Q.device)
+    norm = Q.abs().sum(-1).amax(-1).clamp_min(torch.finfo(Q.dtype).tiny)
+    tau = NONCONVEX_TOLERANCE * norm
+    shifted = Q + tau[:, None, None] * torch.eye(Q.shape[-1], dtype=Q.dtype, device=Q.device)
     return torch.linalg.cholesky_ex(shifted)[1] != 0
 
 
