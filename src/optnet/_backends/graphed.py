@@ -85,6 +85,7 @@ class CapturedSolve:
         self.options, self.chunk = options, chunk
         self.problem = map_tensors(problem, torch.clone)
         self.iteration = Iteration(self.problem, options)
+        self.iteration.captured = capture
         self._advance = self._advance_chunk
         if compiled:
             self._advance = torch.compile(self._advance_chunk, dynamic=False)

@@ -46,6 +46,8 @@ class Iteration:
         # outlive its iteration.
         self.sync_free = problem.p.device.type == "cpu"  # reading a flag costs no sync
         self.buffers = _kkt.Buffers() if self.sync_free else None
+        # Set by a backend that records the solve as a CUDA graph: then nothing may read a flag.
+        self.captured = False
 
     def unscaled(self, state: IPMState):
         """(z, s, lam, nu) of the original problem."""
@@ -193,7 +195,17 @@ def finish(iteration: Iteration, state: IPMState) -> IPMResult:
     # system) would bias the better-conditioned active-set system.
     reg = torch.full_like(merit, options.regularization)
     z, s, lam, nu, status, res, factor, polished = polish(
-        problem, z, s, lam, nu, status, merit, reg, iteration.eps_abs, iteration.eps_rel
+        problem,
+        z,
+        s,
+        lam,
+        nu,
+        status,
+        merit,
+        reg,
+        iteration.eps_abs,
+        iteration.eps_rel,
+        may_stop_early=not iteration.captured,
     )
     return IPMResult(
         z, s, lam, nu, status, state.iterations, res, cert_dual, cert_primal, factor, polished

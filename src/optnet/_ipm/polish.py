@@ -29,12 +29,25 @@ from .stopping import convergence
 POLISH_ROUNDS = 5
 
 
-def polish(problem: Problem, z, s, lam, nu, status, merit, reg, eps_abs: float, eps_rel: float):
+def polish(
+    problem: Problem,
+    z,
+    s,
+    lam,
+    nu,
+    status,
+    merit,
+    reg,
+    eps_abs: float,
+    eps_rel: float,
+    may_stop_early: bool = True,
+):
     """(z, s, lam, nu, status, residuals, factor, polished): the polished iterate where taken.
 
     ``status`` and ``merit`` are the interior point's; SOLVED, MAX_ITER and NUMERICAL_ERROR
     problems are polished, and an unsolved one whose polished point meets the tolerances (with
-    its signs) becomes SOLVED.
+    its signs) becomes SOLVED. ``may_stop_early``: the host may read a flag to skip the rounds
+    nobody needs (not while a CUDA graph is being recorded).
     """
     batch = z.shape[0]
     mask = problem.mask > 0
@@ -67,8 +80,8 @@ def polish(problem: Problem, z, s, lam, nu, status, merit, reg, eps_abs: float, 
         # The next round's active set: drop rows with negative duals, add violated rows.
         corrected = (active & (lam_raw >= 0)) | (mask & ~active & (s_raw < 0))
         active = torch.where(taken.unsqueeze(-1), active, corrected)
-        if problem.p.device.type == "cpu" and bool((taken | ~eligible).all()):
-            break  # reading a flag is free on CPU: skip the rounds nobody needs
+        if may_stop_early and bool((taken | ~eligible).all()):
+            break
     z_p, s_p, lam_p, nu_p, merit_p, ok = point
     # Not converged: an unsolved problem still takes the polished point if it is better.
     use = taken | (eligible & unsolved & ok & (merit_p < merit))
