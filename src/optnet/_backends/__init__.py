@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import logging
 
+import torch
+
 from .._ipm import IPMResult
+from .._ipm.polish import solve_from_active_set, where_tree
 from .._options import SolverOptions
 from .._problem import Problem
 from .._status import QPStatus
@@ -44,8 +47,24 @@ def select(problem: Problem, options: SolverOptions) -> str:
     return "batched"
 
 
-def solve(problem: Problem, options: SolverOptions) -> IPMResult:
-    """Solve a validated, batched problem with the selected backend."""
+def solve(
+    problem: Problem, options: SolverOptions, warm_active: torch.Tensor | None = None
+) -> IPMResult:
+    """Solve a validated, batched problem with the selected backend.
+
+    ``warm_active`` (B, m_all) bool, a guess of the active set (e.g. a previous solution's):
+    problems whose active-set solution meets the stopping rule need no interior point; the
+    others are solved from scratch by the backend.
+    """
+    if warm_active is not None:
+        warm, taken = solve_from_active_set(problem, options, warm_active)
+        if bool(taken.all()):
+            return warm
+        return where_tree(taken, warm, _solve(problem, options))
+    return _solve(problem, options)
+
+
+def _solve(problem: Problem, options: SolverOptions) -> IPMResult:
     name = select(problem, options)
     result = BACKENDS[name](problem, options)
     if result is None:  # the graphs could not be captured for this shape

@@ -17,9 +17,11 @@ import dataclasses
 import torch
 
 from .. import _kkt
+from .._options import SolverOptions
 from .._problem import Problem, inf_norm
 from .._status import QPStatus
 from .residuals import residuals
+from .state import IPMResult
 from .stopping import convergence
 
 # Polish rounds: a round whose active set was wrong (a negative dual or a violated inactive row)
@@ -49,16 +51,40 @@ def polish(
     its signs) becomes SOLVED. ``may_stop_early``: the host may read a flag to skip the rounds
     nobody needs (not while a CUDA graph is being recorded).
     """
-    batch = z.shape[0]
-    mask = problem.mask > 0
-    h_all = problem.h_all.expand(batch, -1)
-    r1 = -problem.p.expand(batch, -1)
-    r2 = problem.b.expand(batch, -1) if problem.has_eq else None
     # A numerical error near the end (factorizations failing at a tight tolerance) leaves a
     # good best iterate, and the active-set system is much better conditioned: polish it too.
     unsolved = (status == QPStatus.MAX_ITER) | (status == QPStatus.NUMERICAL_ERROR)
     eligible = (status == QPStatus.SOLVED) | unsolved
-    active = (lam > s) & mask
+    active = (lam > s) & (problem.mask > 0)
+    point, factor, taken = active_set_rounds(
+        problem, active, eligible, reg, eps_abs, eps_rel, may_stop_early
+    )
+    z_p, s_p, lam_p, nu_p, merit_p, ok = point
+    # Not converged: an unsolved problem still takes the polished point if it is better.
+    use = taken | (eligible & unsolved & ok & (merit_p < merit))
+    status = torch.where(taken, int(QPStatus.SOLVED), status)
+    pick = use.unsqueeze(-1)
+    z, s, lam = (torch.where(pick, new, old) for new, old in ((z_p, z), (s_p, s), (lam_p, lam)))
+    if nu is not None:
+        nu = torch.where(pick, nu_p, nu)
+    return z, s, lam, nu, status, residuals(problem, z, s, lam, nu), factor, use
+
+
+def active_set_rounds(
+    problem: Problem, active, eligible, reg, eps_abs: float, eps_rel: float, may_stop_early: bool
+):
+    """Solve with ``active`` (B, m_all) held as equalities, correcting the set between rounds.
+
+    Returns ``(point, factor, taken)``: point = (z, s, lam, nu, merit, factor ok) of the round
+    each problem converged in (the last round's where none did), the matching factor, and
+    ``taken``, the eligible problems whose point converged with its signs right.
+    """
+    batch = active.shape[0]
+    mask = problem.mask > 0
+    h_all = problem.h_all.expand(batch, -1)
+    r1 = -problem.p.expand(batch, -1)
+    r2 = problem.b.expand(batch, -1) if problem.has_eq else None
+    active = active & mask
     taken = torch.zeros_like(eligible)  # a converged polished point was found
     factor = point = None
     for _ in range(POLISH_ROUNDS):
@@ -74,23 +100,39 @@ def polish(
         converged &= _signs_hold(lam_raw, s_raw, active, mask, res)
         # Problems already taken keep the point and factor of their round.
         new_point = (z_p, s_p, lam_p, nu_p, merit_p, f.ok)
-        factor = f if factor is None else _where(taken, factor, f)
-        point = new_point if point is None else _where(taken, point, new_point)
+        factor = f if factor is None else where_tree(taken, factor, f)
+        point = new_point if point is None else where_tree(taken, point, new_point)
         taken = taken | (eligible & f.ok & converged)
         # The next round's active set: drop rows with negative duals, add violated rows.
         corrected = (active & (lam_raw >= 0)) | (mask & ~active & (s_raw < 0))
         active = torch.where(taken.unsqueeze(-1), active, corrected)
         if may_stop_early and bool((taken | ~eligible).all()):
             break
-    z_p, s_p, lam_p, nu_p, merit_p, ok = point
-    # Not converged: an unsolved problem still takes the polished point if it is better.
-    use = taken | (eligible & unsolved & ok & (merit_p < merit))
-    status = torch.where(taken, int(QPStatus.SOLVED), status)
-    pick = use.unsqueeze(-1)
-    z, s, lam = (torch.where(pick, new, old) for new, old in ((z_p, z), (s_p, s), (lam_p, lam)))
-    if nu is not None:
-        nu = torch.where(pick, nu_p, nu)
-    return z, s, lam, nu, status, residuals(problem, z, s, lam, nu), factor, use
+    return point, factor, taken
+
+
+def solve_from_active_set(problem: Problem, options: SolverOptions, active: torch.Tensor):
+    """A warm start: the solution from a guessed active set, with no interior-point iteration.
+
+    Returns ``(result, taken)``; ``taken`` marks the problems whose active-set point met the
+    stopping rule with its signs (SOLVED, 0 iterations); the others are not solved and must be
+    solved from scratch (their status here is MAX_ITER).
+    """
+    batch = problem.batch
+    eps_abs, eps_rel = options.tolerances(problem.p.dtype)
+    reg = torch.full(
+        (batch,), options.regularization, dtype=problem.p.dtype, device=problem.p.device
+    )
+    eligible = torch.ones(batch, dtype=torch.bool, device=problem.p.device)
+    point, factor, taken = active_set_rounds(problem, active, eligible, reg, eps_abs, eps_rel, True)
+    z, s, lam, nu, _, _ = point
+    status = torch.where(taken, int(QPStatus.SOLVED), int(QPStatus.MAX_ITER))
+    zero_rays = torch.zeros_like(torch.cat([lam] + ([nu] if nu is not None else []), -1))
+    result = IPMResult(
+        z, s, lam, nu, status, torch.zeros_like(status), residuals(problem, z, s, lam, nu),
+        zero_rays, torch.zeros_like(z), factor, taken,
+    )  # fmt: skip
+    return result, taken
 
 
 def _signs_hold(lam, s, active, mask, res) -> torch.Tensor:
@@ -103,7 +145,7 @@ def _signs_hold(lam, s, active, mask, res) -> torch.Tensor:
     return dual_ok & slack_ok
 
 
-def _where(keep: torch.Tensor, kept, new):
+def where_tree(keep: torch.Tensor, kept, new):
     """Per problem, ``kept`` where ``keep`` else ``new``, through tuples and dataclasses.
 
     Tensors without the batch dimension (shared data) and non-tensors are the same in both.
@@ -113,9 +155,9 @@ def _where(keep: torch.Tensor, kept, new):
             return kept
         return torch.where(keep.view(-1, *([1] * (kept.dim() - 1))), kept, new)
     if isinstance(kept, tuple):
-        return tuple(_where(keep, a, b) for a, b in zip(kept, new))
+        return tuple(where_tree(keep, a, b) for a, b in zip(kept, new))
     if dataclasses.is_dataclass(kept) and kept is not new:
-        changes = {f.name: _where(keep, getattr(kept, f.name), getattr(new, f.name))
+        changes = {f.name: where_tree(keep, getattr(kept, f.name), getattr(new, f.name))
                    for f in dataclasses.fields(kept)}  # fmt: skip
         return dataclasses.replace(kept, **changes)
     return kept
