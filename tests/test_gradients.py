@@ -54,7 +54,7 @@ def test_gradcheck_bounds(output):
     assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-5, rtol=1e-4, fast_mode=True)
 
 
-def test_weakly_active_constraint_gives_finite_gradients():
+def test_weakly_active_constraint_gives_a_one_sided_derivative():
     # min 1/2 z^2 s.t. z >= 0: at p = 0 the constraint is active with a zero dual.
     Q = torch.eye(1, dtype=torch.float64)
     p = torch.zeros(1, dtype=torch.float64, requires_grad=True)
@@ -64,8 +64,10 @@ def test_weakly_active_constraint_gives_finite_gradients():
     (sol.z.sum() + sol.lam.sum()).backward()
     for x in (p, G, h):
         assert torch.isfinite(x.grad).all()
-    # The returned element of the generalized Jacobian lies between the two one-sided ones.
-    assert -1.0 - 1e-6 <= float(p.grad) <= 1e-6
+    # z = max(-p, 0) and lam = max(p, 0): the gradient of z + lam is the one-sided derivative
+    # of the piece the polish picked, +1 (constraint active: z = 0, lam = p) or -1 (inactive:
+    # z = -p, lam = 0), never a blend of the two.
+    assert abs(abs(float(p.grad)) - 1.0) < 1e-9, float(p.grad)
 
 
 def test_gradients_of_singular_qp_are_finite():
@@ -112,3 +114,16 @@ def test_only_needed_gradients_are_computed():
     sol = _solve(M, p, G, h, A, b)
     sol.z.sum().backward()
     assert p.grad is not None and G.grad is None and M.grad is None
+
+
+def test_unsolved_problems_get_zero_gradients():
+    inputs = [x.clone().requires_grad_() for x in _problem(batch=3)]
+    options = optnet.SolverOptions(max_iter=1)  # too few iterations for the tolerance
+    M, p, G, h, A, b = inputs
+    Q = M @ M.mT
+    sol = optnet.solve_qp(Q, p, G, h, A, b, options=options)
+    unsolved = sol.status != optnet.QPStatus.SOLVED
+    assert bool(unsolved.any())
+    (sol.z.sum() + sol.lam.sum()).backward()
+    for x in (p, h, b):
+        assert not bool(x.grad[unsolved].any())

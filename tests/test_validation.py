@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import optnet
+from optnet._problem import Problem
 
 d = torch.float64
 
@@ -172,3 +173,17 @@ def test_inputs_are_not_modified():
     for k, v in kw.items():
         assert torch.equal(v, before[k]), k
     assert torch.isinf(lb).all()
+
+
+def test_backend_names_are_checked_and_equilibration_picks_batched():
+    from optnet import _backends
+
+    with pytest.raises(ValueError, match=r"backend must be one of 'auto', 'batched', 'graphed'"):
+        optnet.SolverOptions(backend="fused")
+    problem = Problem.from_inputs(torch.eye(2, dtype=d), torch.ones(2, dtype=d), *[None] * 6, 1)
+    assert _backends.select(problem, optnet.SolverOptions()) == "batched"  # CPU
+    assert _backends.select(problem, optnet.SolverOptions(backend="graphed")) == "graphed"
+    equilibrate = optnet.SolverOptions(equilibrate=True)
+    assert _backends.select(problem, equilibrate) == "batched"
+    with pytest.raises(ValueError, match="equilibrate=True.*'batched' backend only"):
+        _backends.select(problem, optnet.SolverOptions(equilibrate=True, backend="graphed"))
