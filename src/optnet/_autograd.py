@@ -1,117 +1,254 @@
-"""QPFunction: the module-level autograd.Function behind ``solve_qp``."""
+"""The autograd Functions behind ``solve_qp``: backward, jvp and vmap rules.
+
+``QPFunction`` runs the custom op ``optnet::solve_qp`` (``_custom_op``) and differentiates its
+solution z, lam, nu, lam_lb, lam_ub in all eight inputs; the same backward is registered on the
+op itself, which is what ``solve_qp`` calls under torch.compile (Dynamo does not trace an
+autograd.Function with a ``jvp``). Everything the derivatives read is saved with
+``save_for_backward`` / ``save_for_forward``: the inputs, the differentiable outputs and the
+polish's active-set factor (op outputs), so an in-place change of any of them after the forward
+raises autograd's usual error, and torch.func sees no side channel.
+
+Both derivatives are solves with the active-set KKT matrix K of the forward's factor
+(``_implicit``): no factorization. ``ActiveSolve`` is that solve as a Function of K's data and
+the right-hand side, so the backward is itself differentiable (its derivative is again a solve
+with K): double backward, ``hessian`` and jacfwd-of-jacrev work. The vmap rules are generated
+(``generate_vmap_rule``): the two ops have vmap rules and the rest is tensor operations. The
+rules run outside torch.autocast, as the ops do: the solver keeps its dtypes.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
 
 import torch
 
-from . import _backends, _implicit
+from . import _custom_op, _implicit
 from ._broadcast import reduce_to_batch_of_input
-from ._ipm import IPMResult
-from ._options import SolverOptions
+from ._custom_op import FACTOR_FIELDS, INPUT_NAMES, OPTION_FIELDS
+from ._implicit import stack_rows
 from ._problem import Problem
 from ._solution import DIFFERENTIABLE_FIELDS, OUTPUT_FIELDS
 from ._status import QPStatus
 
-_INPUT_NAMES = ("Q", "p", "G", "h", "A", "b", "lb", "ub")
+_N_IN, _N_OUT = len(INPUT_NAMES), len(OUTPUT_FIELDS)
+_N_FACTOR = len(FACTOR_FIELDS)
 
 
-@dataclass(frozen=True)
-class _Internals:
-    """What the forward hands to ``setup_context`` besides the outputs (not a tensor output)."""
+def _outside_autocast(rule):
+    """A derivative rule run in the solver's dtypes even where the caller runs torch.autocast."""
 
-    problem: Problem
-    result: IPMResult
+    @functools.wraps(rule)
+    def run(ctx, *args):
+        with torch.autocast(ctx.device_type, enabled=False):
+            return rule(ctx, *args)
+
+    return run
 
 
-def _outputs(problem: Problem, r: IPMResult, dtype: torch.dtype) -> dict:
-    """The Function's outputs by name (``OUTPUT_FIELDS``), floats in ``dtype``."""
-    lam, lam_lb, lam_ub = problem.split_rows(r.lam)
-    cert_lam, cert_lam_lb, cert_lam_ub = problem.split_rows(r.certificate_dual[:, : problem.m_all])
-    cert_nu = r.certificate_dual[:, problem.m_all :] if problem.has_eq else None
-    res = r.residuals
-    out = {
-        "z": r.z, "lam": lam, "nu": r.nu, "s": problem.split_rows(r.s)[0],
-        "lam_lb": lam_lb, "lam_ub": lam_ub,
-        "status": r.status, "iterations": r.iterations,
-        "primal_residual": res.primal, "dual_residual": res.dual, "duality_gap": res.gap,
-        "certificate_z": r.certificate_primal, "certificate_lam": cert_lam,
-        "certificate_nu": cert_nu, "certificate_lam_lb": cert_lam_lb,
-        "certificate_lam_ub": cert_lam_ub,
-    }  # fmt: skip
-    assert tuple(out) == OUTPUT_FIELDS
-    return {
-        name: x.to(dtype) if x is not None and x.is_floating_point() else x
-        for name, x in out.items()
-    }
+def _problem(inputs, dtype: torch.dtype, batch: int) -> tuple[Problem, list]:
+    """The Problem of the eight inputs in ``dtype``, and the cast inputs (differentiable)."""
+    cast = [None if x is None else x.to(dtype) for x in inputs]
+    return Problem.from_inputs(*cast, batch), cast
 
 
 class QPFunction(torch.autograd.Function):
     """Batched QP solve; differentiable in all eight inputs through z, lam, nu, lam_lb, lam_ub.
 
-    Outputs: the tensors of ``OUTPUT_FIELDS`` (None for absent blocks), then an ``_Internals``
-    for ``setup_context``. ``QPSolution.from_outputs`` turns the tensors into the solution.
+    Arguments: the op's (the eight inputs, then the option fields). Outputs: the op's, the
+    tensors of ``OUTPUT_FIELDS`` then of ``FACTOR_FIELDS`` (see ``_custom_op``).
     """
 
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(Q, p, G, h, A, b, lb, ub, options: SolverOptions, batch: int):
-        inputs = (Q, p, G, h, A, b, lb, ub)
-        dtype = options.compute_dtype or p.dtype
-        problem = Problem.from_inputs(*(None if x is None else x.to(dtype) for x in inputs), batch)
-        result = _backends.solve(problem, options)
-        return (*_outputs(problem, result, p.dtype).values(), _Internals(problem, result))
+    def forward(*args):
+        return _custom_op.solve_qp_op(*args)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        internals: _Internals = output[-1]
-        problem, r = internals.problem, internals.result
-        # The polish's active-set factor: backward reuses it (and factors nothing itself).
-        ctx.problem = problem
-        ctx.factor = r.factor if any(ctx.needs_input_grad[:8]) else None
-        ctx.input_dims = [None if x is None else x.dim() for x in inputs[:8]]
-        ctx.input_dtype = inputs[1].dtype
-        # The solver's own iterates (in the compute dtype), not the cast outputs.
-        ctx.save_for_backward(r.z, r.nu, r.lam, r.status)
+        tensors, options = inputs[:_N_IN], dict(zip(OPTION_FIELDS, inputs[_N_IN:]))
+        ctx.dtype = options["compute_dtype"] or tensors[1].dtype
+        ctx.device_type = tensors[1].device.type
+        ctx.batch = _custom_op.batch_size(tensors)
+        ctx.input_dims = [None if x is None else x.dim() for x in tensors]
+        fields = dict(zip(OUTPUT_FIELDS, output))
+        differentiable = [fields[name] for name in DIFFERENTIABLE_FIELDS]
+        saved = (*tensors, *differentiable, fields["status"], *output[_N_OUT:])
+        ctx.save_for_backward(*saved)
+        ctx.save_for_forward(*saved)
         ctx.set_materialize_grads(False)
-        outputs = dict(zip(OUTPUT_FIELDS, output))
-        ctx.mark_non_differentiable(
-            *[
-                x
-                for name, x in outputs.items()
-                if x is not None and name not in DIFFERENTIABLE_FIELDS
-            ]
-        )
+        other = [x for name, x in fields.items() if name not in DIFFERENTIABLE_FIELDS]
+        ctx.mark_non_differentiable(*other, *output[_N_OUT:])
 
     @staticmethod
+    @_outside_autocast
     def backward(ctx, *grad_outputs):
-        needed = dict(zip(_INPUT_NAMES, ctx.needs_input_grad[:8]))
-        if not any(needed.values()) or ctx.factor is None:
-            return (None,) * 10
+        needed = dict(zip(INPUT_NAMES, ctx.needs_input_grad[:_N_IN]))
+        nothing = (None,) * len(OPTION_FIELDS)
+        if not any(needed.values()):
+            return (None,) * _N_IN + nothing
+        inputs, outputs, status, factor = _unpack(ctx.saved_tensors)
+        problem, cast = _problem(inputs, ctx.dtype, ctx.batch)
+        z, lam, nu = _solution(problem, outputs, ctx.dtype)
+        valid = _valid(status, factor)
         grads = dict(zip(OUTPUT_FIELDS, grad_outputs))
-        problem, factor = ctx.problem, ctx.factor
-        z, nu, lam_all, status = ctx.saved_tensors
-        dtype = z.dtype
+
         # Unsolved problems (and failed factors) get zero gradients, not finite garbage.
-        valid = ((status == QPStatus.SOLVED) & factor.ok).unsqueeze(-1)
+        def cotangent(name, like):
+            return _or_zeros(grads[name], like).to(ctx.dtype) * valid
 
-        def cotangent(grad, like):
-            return torch.zeros_like(like) if grad is None else grad.to(dtype) * valid
-
-        g_z = cotangent(grads["z"], z)
-        g_lam_all = lam_all
-        if problem.m_all:
-            parts = zip(
-                problem.split_rows(lam_all), (grads["lam"], grads["lam_lb"], grads["lam_ub"])
-            )
-            g_lam_all = torch.cat([cotangent(g, part) for part, g in parts if part is not None], -1)
-        g_nu = None if nu is None else cotangent(grads["nu"], nu)
-        adj = _implicit.adjoint(factor, g_z, g_lam_all, g_nu)
-        param_grads = _implicit.parameter_gradients(problem, adj, z, lam_all, nu, needed)
+        g_z = cotangent("z", z)
+        parts = zip(("lam", "lam_lb", "lam_ub"), problem.split_rows(lam))
+        g_lam = stack_rows(problem, [None if x is None else cotangent(f, x) for f, x in parts], z)
+        g_nu = None if nu is None else cotangent("nu", nu)
+        d_z, y, d_nu = ActiveSolve.apply(ctx.batch, *cast, *factor, g_z, g_lam, g_nu)
+        adj = _implicit.Adjoint(d_z, y, None if nu is None else d_nu)
+        param = _implicit.parameter_gradients(problem, adj, z, lam, nu, needed)
         out = [
-            None
-            if param_grads[name] is None
-            else reduce_to_batch_of_input(param_grads[name], dim).to(ctx.input_dtype)
-            for name, dim in zip(_INPUT_NAMES, ctx.input_dims)
+            None if param[name] is None else reduce_to_batch_of_input(param[name], dim).to(x.dtype)
+            for name, dim, x in zip(INPUT_NAMES, ctx.input_dims, inputs)
         ]
-        return (*out, None, None)
+        return (*out, *nothing)
+
+    @staticmethod
+    @_outside_autocast
+    def jvp(ctx, *tangents):
+        inputs, outputs, status, factor = _unpack(ctx.saved_tensors)
+        problem, _ = _problem(inputs, ctx.dtype, ctx.batch)
+        z, lam, nu = _solution(problem, outputs, ctx.dtype)
+        t = {name: None if x is None else x.to(ctx.dtype) for name, x in zip(INPUT_NAMES, tangents)}
+        # The right-hand side [-p; h_all; b] of the active-set system, h_all = [h; -lb; ub].
+        r1 = -_or_zeros(t["p"], z)
+        r_lam = stack_rows(problem, [t["h"], None if t["lb"] is None else -t["lb"], t["ub"]], z)
+        r2 = None if nu is None else _or_zeros(t["b"], nu)
+        f = _custom_op.active_factor(problem, factor)
+        dz, dlam, dnu = _implicit.tangent(
+            problem, f, z, lam, nu, t["Q"], t["G"], t["A"], r1, r_lam, r2
+        )
+        valid = _valid(status, factor)
+        out = dict(zip(("lam", "lam_lb", "lam_ub"), problem.split_rows(dlam * valid)))
+        out["z"], out["nu"] = dz * valid, None if dnu is None else dnu * valid
+
+        # A tensor for each differentiable output (autograd rejects None there; an absent
+        # block's is empty), None for the others (marked non-differentiable).
+        def tangent(name):
+            if name not in DIFFERENTIABLE_FIELDS:
+                return None
+            return _or_zeros(out[name], outputs[name]).to(outputs[name].dtype)
+
+        return (*map(tangent, OUTPUT_FIELDS), *(None,) * _N_FACTOR)
+
+
+class ActiveSolve(torch.autograd.Function):
+    """(x, lam, y) = K^-1 (r1, r_lam, r2) with the forward's factor of the active-set matrix K.
+
+    K = [Q C_a' A'; C_a 0 0; A 0 0] depends on Q, G and A (``_kkt.solve_active``); ``y`` is
+    empty without equality constraints. Its backward and jvp are solves with the same factor,
+    so derivatives of any order cost no factorization.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(batch, Q, p, G, h, A, b, lb, ub, *rest):
+        factor, (r1, r_lam, r2) = rest[:_N_FACTOR], rest[_N_FACTOR:]
+        return _custom_op.solve_active_op(Q, p, G, h, A, b, lb, ub, list(factor), r1, r_lam, r2)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.batch = inputs[0]
+        ctx.device_type = inputs[2].device.type
+        ctx.input_dims = [None if x is None else x.dim() for x in inputs[1 : 1 + _N_IN]]
+        ctx.has_eq = inputs[-1] is not None
+        saved = (*inputs[1 : 1 + _N_IN + _N_FACTOR], *output)
+        ctx.save_for_backward(*saved)
+        ctx.save_for_forward(*saved)
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    @_outside_autocast
+    def backward(ctx, g_x, g_lam, g_y):
+        data, factor, solution, problem = _unpack_solve(ctx)
+        x, lam, y = solution
+        y = y if ctx.has_eq else None
+        g_y = None if y is None else _or_zeros(g_y, y)
+        # K is symmetric: the adjoint is a solve with K, itself differentiable.
+        a_x, a_lam, a_y = ActiveSolve.apply(
+            ctx.batch, *data, *factor, _or_zeros(g_x, x), _or_zeros(g_lam, lam), g_y
+        )
+        a_y = None if y is None else a_y
+        # Of the data, K depends on Q, G and A only: their gradients are the QP's formulas.
+        needs = dict(zip(INPUT_NAMES, ctx.needs_input_grad[1:]))
+        needed = {name: needs[name] and name in ("Q", "G", "A") for name in INPUT_NAMES}
+        adj = _implicit.Adjoint(a_x, a_lam, a_y)
+        param = _implicit.parameter_gradients(problem, adj, x, lam, y, needed)
+        grads = [
+            None if param[name] is None else reduce_to_batch_of_input(param[name], dim)
+            for name, dim in zip(INPUT_NAMES, ctx.input_dims)
+        ]
+        return (None, *grads, *(None,) * _N_FACTOR, a_x, a_lam, a_y)
+
+    @staticmethod
+    @_outside_autocast
+    def jvp(ctx, *tangents):
+        data, factor, (x, lam, y), problem = _unpack_solve(ctx)
+        t = dict(zip(INPUT_NAMES, tangents[1 : 1 + _N_IN]))
+        r1, r_lam, r2 = tangents[1 + _N_IN + _N_FACTOR :]
+        y = y if ctx.has_eq else None
+        r2 = None if y is None else _or_zeros(r2, y)
+        f = _custom_op.active_factor(problem, factor)
+        dx, dlam, dy = _implicit.tangent(
+            problem,
+            f,
+            x,
+            lam,
+            y,
+            t["Q"],
+            t["G"],
+            t["A"],
+            _or_zeros(r1, x),
+            _or_zeros(r_lam, lam),
+            r2,
+        )
+        return dx, dlam, torch.zeros_like(x[..., :0]) if dy is None else dy
+
+
+def _unpack(saved):
+    """(inputs, differentiable outputs, status, factor tensors) of ``QPFunction``'s saved."""
+    n_diff = len(DIFFERENTIABLE_FIELDS)
+    inputs = saved[:_N_IN]
+    outputs = dict(zip(DIFFERENTIABLE_FIELDS, saved[_N_IN : _N_IN + n_diff]))
+    return inputs, outputs, saved[_N_IN + n_diff], saved[_N_IN + n_diff + 1 :]
+
+
+def _unpack_solve(ctx):
+    """(data, factor tensors, (x, lam, y), problem) of ``ActiveSolve``'s saved tensors."""
+    saved = ctx.saved_tensors
+    data, factor = saved[:_N_IN], saved[_N_IN : _N_IN + _N_FACTOR]
+    return data, factor, saved[_N_IN + _N_FACTOR :], Problem.from_inputs(*data, ctx.batch)
+
+
+def _solution(problem: Problem, outputs: dict, dtype):
+    """(z, lam (B, m_all), nu or None) from the differentiable outputs, in ``dtype``."""
+    z = outputs["z"].to(dtype)
+    parts = [outputs[name].to(dtype) for name in ("lam", "lam_lb", "lam_ub")]
+    lam = stack_rows(problem, parts, z)
+    nu = outputs["nu"].to(dtype) if problem.has_eq else None
+    return z, lam, nu
+
+
+def _valid(status, factor) -> torch.Tensor:
+    """(B, 1): 1 for problems whose derivative exists (solved, factor fine), 0 otherwise."""
+    ok = factor[FACTOR_FIELDS.index("ok")]
+    return ((status == QPStatus.SOLVED) & ok).unsqueeze(-1).to(factor[0].dtype)
+
+
+def _or_zeros(x, like: torch.Tensor) -> torch.Tensor:
+    """``x`` (None: zero) with ``like``'s shape."""
+    return torch.zeros_like(like) if x is None else x.expand_as(like)
+
+
+# Under torch.compile ``solve_qp`` calls the op itself: the same derivative, minus the jvp.
+torch.library.register_autograd(
+    "optnet::solve_qp", QPFunction.backward, setup_context=QPFunction.setup_context
+)

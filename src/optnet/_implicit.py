@@ -4,8 +4,11 @@ At a solution with strict complementarity the active constraints hold with equal
 inactive ones have zero duals, so near the data (z, lam_a, nu) is the solution of the linear
 system ``K [z; lam_a; nu] = [-p; h_a; b]`` with ``K = [Q C_a' A'; C_a 0 0; A 0 0]``. A loss
 with cotangents g = (g_z, g_lam, g_nu) then has gradient ``d' (d rhs - dK x)`` where K d = g
-(K is symmetric): the exact derivative. The forward pass's polish factors K
-(``_kkt.ActiveSetFactor``) and the backward reuses that factor: it factors nothing.
+(K is symmetric): the exact derivative. Forward mode is the same system: the tangent of the
+solution along (dK, d rhs) is ``K^-1 (d rhs - dK x)``. The forward pass's polish factors K
+(``_kkt.ActiveSetFactor``) and the backward and jvp reuse that factor: they factor nothing.
+The formulas are differentiable tensor operations of their arguments (``_autograd`` makes the
+solves with K differentiable too): derivatives of any order follow.
 
 Which element of the generalized derivative at a weakly active constraint (lam_i = s_i = 0):
 the polish's active set decides, a row is active when the interior point ended with
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from . import _kkt
-from ._problem import Problem
+from ._problem import Problem, matvec
 
 
 @dataclass(frozen=True)
@@ -27,12 +30,6 @@ class Adjoint:
     d_z: torch.Tensor  # (B, n)
     y: torch.Tensor  # (B, m_all): the adjoint of the constraint rows, 0 on inactive ones
     d_nu: torch.Tensor | None  # (B, neq)
-
-
-def adjoint(factor: _kkt.ActiveSetFactor, g_z, g_lam, g_nu) -> Adjoint:
-    """Solve K d = (g_z, g_lam, g_nu) with the active-set KKT matrix K saved by the forward."""
-    d_z, y, d_nu = _kkt.solve_active(factor, g_z, g_lam, g_nu)
-    return Adjoint(d_z, y, d_nu)
 
 
 def parameter_gradients(problem: Problem, adj: Adjoint, z, lam, nu, needed: dict[str, bool]):
@@ -60,6 +57,52 @@ def parameter_gradients(problem: Problem, adj: Adjoint, z, lam, nu, needed: dict
     if needed["ub"] and y_ub is not None:
         out["ub"] = y_ub
     return out
+
+
+def tangent(problem: Problem, factor: _kkt.ActiveSetFactor, z, lam, nu, dQ, dG, dA, r1, r_lam, r2):
+    """(dz, dlam, dnu) = K^-1 (dr - dK [z; lam; nu]) with dK from dQ, dG, dA (None: zero).
+
+    The derivative of the solution of ``K [z; lam; nu] = r`` along the data's tangents and the
+    right-hand side's ``dr = (r1, r_lam, r2)``. Q enters as its symmetric part, as in
+    ``parameter_gradients``' dQ.
+    """
+    lam_g = problem.split_rows(lam)[0]
+    if dQ is not None:
+        dQ = _lift(dQ)
+        r1 = r1 - matvec((dQ + dQ.mT) / 2, z)
+    if dG is not None and lam_g is not None:
+        dG = _lift(dG)
+        r1 = r1 - matvec(dG.mT, lam_g)
+        r_lam = r_lam - stack_rows(problem, [matvec(dG, z), None, None], z)
+    if dA is not None and nu is not None:
+        dA = _lift(dA)
+        r1 = r1 - matvec(dA.mT, nu)
+        r2 = r2 - matvec(dA, z)
+    return _kkt.solve_active(factor, r1, r_lam, r2)
+
+
+def stack_rows(problem: Problem, parts, like: torch.Tensor) -> torch.Tensor:
+    """The (G, lb, ub) row blocks ``parts`` of the present blocks as one (B, m_all) tensor.
+
+    The inverse of ``Problem.split_rows``; a None part is zero, an unbatched one is expanded.
+    """
+    sizes = (
+        None if problem.G is None else problem.G.shape[-2],
+        None if problem.lb is None else problem.n,
+        None if problem.ub is None else problem.n,
+    )
+    batch = like.shape[0]
+    blocks = [
+        like.new_zeros(batch, size) if x is None else x.expand(batch, -1)
+        for x, size in zip(parts, sizes)
+        if size is not None
+    ]
+    return torch.cat(blocks, -1) if blocks else like.new_zeros(batch, 0)
+
+
+def _lift(M: torch.Tensor) -> torch.Tensor:
+    """A matrix tangent as (B|1, r, k)."""
+    return M if M.dim() == 3 else M.unsqueeze(0)
 
 
 def _outer2(a, b, c, d, scale: float) -> torch.Tensor:

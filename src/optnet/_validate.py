@@ -32,8 +32,12 @@ class ProblemShape:
     device: torch.device
 
 
-def validate_inputs(**arrays: torch.Tensor | None) -> ProblemShape:
-    """Check the eight QP inputs (None = block absent) and infer the problem sizes."""
+def validate_inputs(*, check_values: bool = True, **arrays: torch.Tensor | None) -> ProblemShape:
+    """Check the eight QP inputs (None = block absent) and infer the problem sizes.
+
+    ``check_values=False`` checks types, dtypes and shapes only, which read no data (possible
+    under vmap and torch.compile); the values are then checked where the data are read.
+    """
     present = {name: x for name, x in arrays.items() if x is not None}
     for name, x in present.items():
         if not isinstance(x, torch.Tensor):
@@ -86,7 +90,8 @@ def validate_inputs(**arrays: torch.Tensor | None) -> ProblemShape:
     if sizes["n"] == 0:
         raise ValueError("Q and p must have at least one variable (n >= 1)")
 
-    _check_values(present)
+    if check_values:
+        _check_values(present)
     return ProblemShape(batch, sizes["n"], sizes.get("m", 0), sizes.get("p", 0), dtype, device)
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from . import _custom_op
 from ._autograd import QPFunction
 from ._options import SolverOptions
-from ._solution import QPSolution
+from ._solution import OUTPUT_FIELDS, QPSolution
 from ._validate import validate_inputs
 
 
@@ -46,7 +47,14 @@ def solve_qp(
     options = SolverOptions() if options is None else options
     if not isinstance(options, SolverOptions):
         raise TypeError(f"options must be a SolverOptions, got {type(options).__name__}")
-    shape = validate_inputs(Q=Q, p=p, G=G, h=h, A=A, b=b, lb=lb, ub=ub)
-    batch = 1 if shape.batch is None else shape.batch
-    outputs = QPFunction.apply(Q, p, G, h, A, b, lb, ub, options, batch)
-    return QPSolution.from_outputs(outputs[:-1], unbatched=shape.batch is None)
+    # Shapes and dtypes here; the values (NaN, symmetry) in the op, where the data are read.
+    shape = validate_inputs(Q=Q, p=p, G=G, h=h, A=A, b=b, lb=lb, ub=ub, check_values=False)
+    args = (Q, p, G, h, A, b, lb, ub, *_custom_op.option_args(options))
+    if torch.compiler.is_compiling():
+        # Dynamo does not trace an autograd.Function with a jvp: call the op, whose registered
+        # autograd is QPFunction's backward (torch.compile supports no forward mode anyway).
+        outputs = _custom_op.solve_qp_op(*args)
+    else:
+        outputs = QPFunction.apply(*args)
+    fields = _custom_op.solution_fields(outputs[: len(OUTPUT_FIELDS)], G, A, lb, ub)
+    return QPSolution.from_outputs(fields, unbatched=shape.batch is None)

@@ -35,6 +35,8 @@ class QPLayer(nn.Module):
         sol = solve_qp(Q, p, G, h, A, b, lb=lb, ub=ub, options=self.options)
         if self.strict:
             sol.raise_for_status()
+        elif torch.compiler.is_compiling():
+            pass  # reading the statuses is a host sync, a graph break under torch.compile
         elif logger.isEnabledFor(logging.WARNING) and not bool(sol.solved.all()):
             unsolved = int((~sol.solved).sum())
             logger.warning("QPLayer: %d of %d problems not solved", unsolved, sol.status.numel())
