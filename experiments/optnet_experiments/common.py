@@ -118,26 +118,61 @@ def plot_curves(
     ylabel: str,
     x: str = "epoch",
     logy: bool = False,
+    labels: dict[str, str] | None = None,
 ) -> Path:
-    """Plot ``record[key]`` against ``record[x]`` for each key; save a PNG."""
+    """Plot ``record[key]`` against ``record[x]`` for each key; save a PNG.
+
+    ``labels`` maps keys to legend names (default: the key). A log axis is labelled with plain
+    numbers (60, 70, 80, not 6x10^1), minor ticks too when it spans less than two decades;
+    an ``epoch`` axis has integer ticks.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for key in keys:
+    markers = "os^vD"  # one marker per curve, so overlapping curves stay apart
+    for i, key in enumerate(keys):
         points = [(r[x], r[key]) for r in records if r.get(key) is not None]
         if points:
-            ax.plot(*zip(*points), marker="o", markersize=3, label=key)
+            name = (labels or {}).get(key, key)
+            ax.plot(*zip(*points), marker=markers[i % len(markers)], markersize=4, label=name)
     ax.set_xlabel(x)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     if logy:
         ax.set_yscale("log")
+        plain_log_ticks(ax)
+    if x == "epoch":
+        integer_ticks(ax.xaxis)
     ax.grid(alpha=0.3)
     ax.legend()
     return save_figure(fig, path, dpi=120)
+
+
+def integer_ticks(axis) -> None:
+    """Ticks of a matplotlib axis at integers only (epochs)."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
+def plain_log_ticks(ax) -> None:
+    """Label the log-scale y axis of ``ax`` with plain numbers (``%g``); label the minor ticks
+    too (2..9 times a power of ten) when the axis spans less than two decades, where the major
+    ticks alone would leave one label or none."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis = ax.yaxis
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    axis.set_major_formatter(plain)
+    low, high = sorted(ax.get_ylim())
+    if low > 0 and high / low < 100:
+        axis.set_minor_locator(LogLocator(subs=(2, 3, 4, 5, 6, 7, 8, 9)))
+        axis.set_minor_formatter(plain)
+    else:
+        axis.set_minor_formatter(NullFormatter())
 
 
 def save_figure(fig, path: Path, *, dpi: int) -> Path:

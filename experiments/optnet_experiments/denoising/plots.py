@@ -50,8 +50,9 @@ def plot_run(
             ["train_mse", "test_mse"],
             out / "curves.png",
             title=f"denoising: {kind}",
-            ylabel="MSE",
+            ylabel="MSE per entry (log scale)",
             logy=True,
+            labels={"train_mse": "train", "test_mse": "test"},
         )
     if grid_records is not None:
         plot_curves(
@@ -60,7 +61,8 @@ def plot_run(
             out / "lambda_grid.png",
             x="lambda",
             title="TV: training MSE vs lambda",
-            ylabel="MSE",
+            ylabel="MSE per entry",
+            labels={"train_mse": "train"},
         )
     with torch.no_grad():
         model.eval()

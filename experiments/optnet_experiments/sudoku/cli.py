@@ -1,11 +1,12 @@
 """``optnet sudoku``: the paper's headline experiment, learning the rules of Sudoku.
 
 Subcommands: ``generate`` (seeded puzzles with unique solutions), ``train`` (OptNet or a
-baseline, optionally data-parallel), ``eval`` (a checkpoint on a data set) and ``demo`` (what
-``make demo`` runs: a short OptNet training on CPU). The code lives in ``boards`` (boards,
-solver, checks), ``data``, ``models`` and ``train``; this module only parses arguments and
-prints for people. ``python -m optnet_experiments.sudoku.cli ARGS`` (torchrun too) is
-``optnet sudoku ARGS``.
+baseline, optionally data-parallel), ``eval`` (a checkpoint on a data set), ``relaxation``
+(the QP relaxation with the true constraints: what OptNet's model class can reach) and
+``demo`` (what ``make demo`` runs: a short OptNet training on CPU). The code lives in
+``boards`` (boards, solver, checks), ``data``, ``models``, ``train`` and ``plots``; this
+module only parses arguments and prints for people.
+``python -m optnet_experiments.sudoku.cli ARGS`` (torchrun too) is ``optnet sudoku ARGS``.
 """
 
 from __future__ import annotations
@@ -23,10 +24,18 @@ import torch
 from ..cli import add_command, reports_errors
 from ..common import DTYPES, ConfigError, data_dir, progress, read_json_lines, resolve_device
 from ..distributed import launched_by_torchrun, spawn_local
-from .data import DATA_NAME, DEFAULT_GIVENS, generate_sudoku, load_sudoku, save_sudoku
-from .data import split as split_data
-from .models import MODEL_KINDS, load_model
-from .train import RunPaths, TrainConfig, evaluate, train
+from .data import (
+    DATA_NAME,
+    DATA_NAMES,
+    DEFAULT_GIVENS,
+    default_workers,
+    generate_sudoku,
+    load_sudoku,
+    save_sudoku,
+    split_train_val_test,
+)
+from .models import EQUALITY_ROWS, INITS, MODEL_KINDS, SudokuOptNet, load_model
+from .train import LR_SCHEDULES, RunPaths, TrainConfig, evaluate, train
 
 logger = logging.getLogger("optnet")
 
@@ -42,6 +51,10 @@ _DATA_HELP = (
     "folder of features.pt and labels.pt "
     f"(default: $OPTNET_DATA/{DATA_NAME} if OPTNET_DATA is set, else ../shared/data/{DATA_NAME})"
 )
+_BOARD_DATA_HELP = (
+    "folder of features.pt and labels.pt (default: $OPTNET_DATA/NAME if OPTNET_DATA is set, "
+    "else ../shared/data/NAME, with NAME sudoku4 for 4x4 boards and sudoku9 for 9x9)"
+)
 
 
 def register(subparsers) -> None:
@@ -56,6 +69,7 @@ def register(subparsers) -> None:
     _add_generate(commands)
     _add_train(commands)
     _add_eval(commands)
+    _add_relaxation(commands)
     _add_demo(commands)
 
 
@@ -79,26 +93,55 @@ def _add_generate(commands) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--out", type=Path, required=True, help="folder for features.pt/labels.pt")
     p.add_argument(
-        "--givens", type=int, nargs=2, metavar=("LOW", "HIGH"), default=None,
-        help="range of the number of givens aimed for (default: 4 6 on 4x4, 25 35 on 9x9)",
+        "--givens", nargs="+", metavar="N", default=None,
+        help="range of the number of givens aimed for, as LOW,HIGH or LOW HIGH (default: "
+        + ", ".join(f"{lo},{hi} on {k * k}x{k * k}" for k, (lo, hi) in DEFAULT_GIVENS.items())
+        + ")",
+    )  # fmt: skip
+    p.add_argument(
+        "--workers", type=int, default=None,
+        help="processes for the uniqueness checks; the puzzles do not depend on it "
+        "(default: every core this process may use)",
     )  # fmt: skip
     p.set_defaults(func=run_generate)
 
 
+def parse_givens(values: list[str] | None, board: int) -> tuple[int, int]:
+    """``["31,41"]`` or ``["31", "41"]`` -> ``(31, 41)``; ``None`` -> the board's default."""
+    if values is None:
+        return DEFAULT_GIVENS[board]
+    parts = [part for value in values for part in value.split(",") if part.strip()]
+    try:
+        numbers = [int(part) for part in parts]
+    except ValueError:
+        numbers = []
+    if len(numbers) != 2:
+        raise ConfigError(f"--givens takes LOW,HIGH (two integers), got {' '.join(values)!r}")
+    return numbers[0], numbers[1]
+
+
 @_reports_errors
 def run_generate(args: argparse.Namespace) -> int:
-    givens = tuple(args.givens) if args.givens else DEFAULT_GIVENS[args.board]
+    givens = parse_givens(args.givens, args.board)
+    workers = default_workers() if args.workers is None else args.workers
     start = time.perf_counter()
     data = generate_sudoku(
-        args.board, args.n, args.seed, givens=givens,
+        args.board, args.n, args.seed, givens=givens, workers=workers,
         progress=lambda it: progress(it, desc="generating", total=args.n),
     )  # fmt: skip
-    meta = {"board": args.board, "n": args.n, "seed": args.seed, "givens": list(givens)}
+    seconds = time.perf_counter() - start
+    counts = data.features.sum((1, 2, 3))
+    meta = {
+        "board": args.board, "n": args.n, "seed": args.seed, "givens": list(givens),
+        "givens_mean": round(counts.mean().item(), 3), "givens_min": int(counts.min()),
+        "givens_max": int(counts.max()), "workers": workers, "seconds": round(seconds, 2),
+    }  # fmt: skip
     save_sudoku(data, args.out, meta=meta)
     side = args.board * args.board
     print(
-        f"wrote {args.n} {side}x{side} puzzles (unique solutions, seed {args.seed}) to "
-        f"{args.out} in {time.perf_counter() - start:.1f} s"
+        f"wrote {args.n} {side}x{side} puzzles (unique solutions, seed {args.seed}, "
+        f"{meta['givens_min']} to {meta['givens_max']} givens, mean {meta['givens_mean']:.1f}) "
+        f"to {args.out} in {seconds:.1f} s with {workers} worker(s)"
     )
     return 0
 
@@ -112,8 +155,27 @@ def _add_train(commands) -> None:
     p.add_argument("--epochs", type=int, default=20, help="training epochs")
     p.add_argument("--seed", type=int, default=0, help="model init and batch order")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device")
-    p.add_argument("--data", type=Path, default=None, help=_DATA_HELP)
+    p.add_argument(
+        "--board", type=int, choices=(2, 3), default=None,
+        help="2: 4x4, 3: 9x9; picks the default --data folder and is checked against the data "
+        "(default: the data's)",
+    )  # fmt: skip
+    p.add_argument("--data", type=Path, default=None, help=_BOARD_DATA_HELP)
     p.add_argument("--out", type=Path, default=Path("runs/sudoku"), help="output folder")
+    p.add_argument(
+        "--val-fraction", type=float, default=0.0,
+        help="fraction of all puzzles, just before the test split (the last 10%%), held out "
+        "for validation; the best checkpoint is then picked on it, not on the test split",
+    )  # fmt: skip
+    p.add_argument(
+        "--time-limit", type=float, default=None,
+        help="seconds from the start of the run after which no training batch starts; the "
+        "epoch then ends, is evaluated and logged (default: none)",
+    )  # fmt: skip
+    p.add_argument(
+        "--lr-schedule", choices=LR_SCHEDULES, default="constant",
+        help="cosine: from --lr to 0 over the epochs, or over --time-limit when that ends first",
+    )  # fmt: skip
     p.add_argument(
         "--batch-size",
         type=int,
@@ -129,11 +191,30 @@ def _add_train(commands) -> None:
         "--dtype", choices=("float32", "float64"), default="float64",
         help="OptNet's dtype (the baselines always use float32)",
     )  # fmt: skip
-    p.add_argument("--limit", type=int, default=None, help="use only the first N puzzles")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (torch's default)")
+    p.add_argument(
+        "--limit", type=int, default=None, help="use only the first N puzzles (default: all)"
+    )
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     p.add_argument(
         "--n-eq", type=int, default=None,
-        help="OptNet: learned equality rows (default: 40 on 4x4, 249 on 9x9)",
+        help="OptNet: learned equality rows (default: with --init solutions, the number of "
+        "directions in which the training solutions do not vary; else the rank of the true "
+        "constraints, "
+        + ", ".join(f"{rows} on {k * k}x{k * k}" for k, rows in EQUALITY_ROWS.items()) + ")",
+    )  # fmt: skip
+    p.add_argument(
+        "--q", type=float, default=None,
+        help="OptNet: the QP's Q = q I (default: 0.1 on 4x4, the paper's; 0.01 on 9x9)",
+    )  # fmt: skip
+    p.add_argument(
+        "--init", choices=INITS, default="rand",
+        help="OptNet's A at the start: rand (the paper's uniform [0, 1) entries), solutions "
+        "(the directions in which the training solutions do not vary: learned from the "
+        "solutions alone), exact (the true constraints: a reference, not learning)",
+    )  # fmt: skip
+    p.add_argument(
+        "--eval-initial", action="store_true",
+        help="log an epoch 0: the errors of the initial model (eligible as the best checkpoint)",
     )  # fmt: skip
     p.add_argument(
         "--depth", type=int, default=None,
@@ -161,12 +242,15 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         hparams["dtype"] = args.dtype
         if args.n_eq is not None:
             hparams["n_eq"] = args.n_eq
+        if args.q is not None:
+            hparams["q"] = args.q
         if args.depth is not None or args.width is not None:
             raise ConfigError("--depth/--width apply to the conv and fc baselines, not to optnet")
     else:
-        if args.n_eq is not None:
-            raise ConfigError("--n-eq applies to optnet only")
+        if args.n_eq is not None or args.q is not None or args.init != "rand":
+            raise ConfigError("--n-eq, --q and --init apply to optnet only")
         hparams.update({k: v for k in ("depth", "width") if (v := getattr(args, k)) is not None})
+    board_name = DATA_NAMES[args.board or 2]
     return TrainConfig(
         model=args.model,
         hparams=hparams,
@@ -176,8 +260,14 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         optimizer=args.optimizer,
         seed=args.seed,
         device=args.device,
-        data=str(data_dir(DATA_NAME, args.data)),
+        data=str(data_dir(board_name, args.data)),
+        board=args.board,
         limit=args.limit,
+        val_fraction=args.val_fraction,
+        init=args.init,
+        eval_initial=args.eval_initial,
+        lr_schedule=args.lr_schedule,
+        time_limit=args.time_limit,
         out=str(args.out),
         distributed=args.distributed,
         threads=args.threads,
@@ -204,9 +294,11 @@ def run_train(args: argparse.Namespace) -> int:
         if config.distributed and int(os.environ["RANK"]) != 0:
             return 0  # rank 0 reports
     _print_final(records)
+    split = "validation" if config.val_fraction > 0 else "test"
     print(
         f"log: {paths.log}\ncheckpoint: {paths.checkpoint}\n"
-        f"best checkpoint (lowest test strict error): {paths.best_checkpoint}\nplot: {paths.plot}"
+        f"best checkpoint (lowest {split} strict error): {paths.best_checkpoint}\n"
+        f"plot: {paths.plot}"
     )
     return 0
 
@@ -215,11 +307,14 @@ def _print_final(records: list[dict]) -> None:
     if not records:
         return
     last = records[-1]
-    best = min(r["test_strict_error"] for r in records)
+    key = "val_strict_error" if "val_strict_error" in last else "test_strict_error"
+    best = min(records, key=lambda r: r[key])
+    val = f"validation strict error {last[key]:.2%}, " if key.startswith("val") else ""
     print(
-        f"after {last['epoch']} epochs: test strict error {last['test_strict_error']:.2%}, "
-        f"paper error {last['test_paper_error']:.2%} (best strict {best:.2%}); "
-        f"{last['epoch_time_s']:.1f} s per epoch"
+        f"after {last['epoch']} epochs: {val}test strict error {last['test_strict_error']:.2%}, "
+        f"paper error {last['test_paper_error']:.2%}; best epoch by {key}: {best['epoch']} "
+        f"(test strict error {best['test_strict_error']:.2%}); "
+        f"{last['epoch_time_s']:.1f} s for the last epoch's training"
     )
 
 
@@ -229,28 +324,64 @@ def _print_final(records: list[dict]) -> None:
 def _add_eval(commands) -> None:
     p = add_command(commands, "eval", help="evaluate a checkpoint on a data set")
     p.add_argument("--checkpoint", type=Path, required=True, help="a `sudoku train` checkpoint")
-    p.add_argument("--data", type=Path, default=None, help=_DATA_HELP)
     p.add_argument(
-        "--split", choices=("all", "test"), default="all",
-        help="all puzzles in --data, or only its last 10%% (the test split)",
+        "--data", type=Path, default=None,
+        help=_BOARD_DATA_HELP.replace("9x9)", "9x9, the checkpoint's board)"),
     )  # fmt: skip
+    p.add_argument(
+        "--split", choices=("all", "val", "test"), default="all",
+        help="all puzzles in --data, its test split (the last 10%%), or its validation split "
+        "(the fraction of --val-fraction just before the test split)",
+    )  # fmt: skip
+    p.add_argument(
+        "--val-fraction", type=float, default=None,
+        help="for --split val (default: the fraction the checkpoint was trained with)",
+    )  # fmt: skip
+    p.add_argument(
+        "--limit", type=int, default=None, help="use only the first N puzzles (default: all)"
+    )
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device")
-    p.add_argument("--batch-size", type=int, default=500, help="puzzles per forward pass")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (torch's default)")
-    p.add_argument("--json", action="store_true", help="print only one JSON object")
+    p.add_argument("--batch-size", type=int, default=50, help="puzzles per forward pass")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    p.add_argument(
+        "--json", action="store_true",
+        help='print only one JSON object: {"strict_error", "paper_error", "n"}',
+    )  # fmt: skip
     p.set_defaults(func=run_eval)
+
+
+def _select(data, split: str, val_fraction: float | None):
+    if split == "all":
+        return data
+    if split == "val" and not val_fraction:
+        raise ConfigError(
+            "--split val needs a validation split: this checkpoint was trained without one; "
+            "pass --val-fraction"
+        )
+    _, val, test = split_train_val_test(data, val_fraction=val_fraction or 0.0)
+    return val if split == "val" else test
 
 
 @_reports_errors
 def run_eval(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     model, checkpoint = load_model(args.checkpoint, device=device)
-    folder = data_dir(DATA_NAME, args.data)
-    data = load_sudoku(folder)
-    if args.split == "test":
-        data = split_data(data)[1]
+    board = checkpoint.spec.hparams["board"]
+    folder = data_dir(DATA_NAMES[board], args.data)
+    data = load_sudoku(folder, limit=args.limit)
+    if data.board != board:
+        side, data_side = board * board, data.features.shape[-1]
+        raise ConfigError(
+            f"{args.checkpoint} is a {side}x{side} model but {folder} has "
+            f"{data_side}x{data_side} boards"
+        )
+    val_fraction = args.val_fraction
+    if val_fraction is None:
+        val_fraction = checkpoint.metadata.get("val_fraction")
+    data = _select(data, args.split, val_fraction)
     dtype = DTYPES[checkpoint.spec.dtype]
     data = type(data)(data.features.to(dtype), data.labels.to(dtype)).to(device)
     metrics = evaluate(model, data, batch_size=args.batch_size)
@@ -263,9 +394,73 @@ def run_eval(args: argparse.Namespace) -> int:
         print(
             f"{checkpoint.spec.kind} (epoch {checkpoint.metadata.get('epoch')}) on {folder} "
             f"[{args.split}]: strict error {result['strict_error']:.2%}, "
-            f"paper error {result['paper_error']:.2%}, loss {metrics['loss']:.5f}"
+            f"paper error {result['paper_error']:.2%}, loss {metrics['loss']:.5f}, "
+            f"{time.perf_counter() - start:.1f} s"
         )
     print(json.dumps(result))
+    return 0
+
+
+# ----------------------------------------------------------------------------- relaxation
+
+
+def _add_relaxation(commands) -> None:
+    p = add_command(
+        commands, "relaxation",
+        help="the QP relaxation with the TRUE constraints on a data set: what OptNet can reach",
+        description="Solve min 1/2 q z'z - puzzle'z s.t. z >= 0, M z = 1 with the exact Sudoku "
+        "constraint matrix M (the rules given, nothing learned) and report its errors: the "
+        "best that SudokuOptNet's model class does at this q.",
+    )  # fmt: skip
+    p.add_argument("--board", type=int, choices=(2, 3), default=3, help="2: 4x4, 3: 9x9")
+    p.add_argument("--data", type=Path, default=None, help=_BOARD_DATA_HELP)
+    p.add_argument("--q", type=float, nargs="+", default=[0.01], help="q values to evaluate")
+    p.add_argument(
+        "--split", choices=("all", "val", "test"), default="all", help="as for eval"
+    )  # fmt: skip
+    p.add_argument(
+        "--val-fraction", type=float, default=0.05, help="the validation split for --split val"
+    )  # fmt: skip
+    p.add_argument(
+        "--limit", type=int, default=None, help="use only the first N puzzles (default: all)"
+    )
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float64", help="dtype")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device")
+    p.add_argument("--batch-size", type=int, default=50, help="puzzles per forward pass")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per q only")
+    p.set_defaults(func=run_relaxation)
+
+
+@_reports_errors
+def run_relaxation(args: argparse.Namespace) -> int:
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    folder = data_dir(DATA_NAMES[args.board], args.data)
+    data = load_sudoku(folder, limit=args.limit)
+    if data.board != args.board:
+        raise ConfigError(f"--board {args.board} does not match the boards of {folder}")
+    data = _select(data, args.split, args.val_fraction)
+    dtype = DTYPES[args.dtype]
+    data = type(data)(data.features.to(dtype), data.labels.to(dtype)).to(device)
+    for q in args.q:
+        start = time.perf_counter()
+        model = SudokuOptNet(args.board, EQUALITY_ROWS[args.board], q=q, dtype=dtype)
+        model.initialize("exact")
+        metrics = evaluate(model.to(device), data, batch_size=args.batch_size)
+        result = {
+            "q": q, "strict_error": metrics["strict_error"],
+            "paper_error": metrics["paper_error"], "n": metrics["n"],
+            "seconds": round(time.perf_counter() - start, 2),
+        }  # fmt: skip
+        if not args.json:
+            print(
+                f"true constraints, q = {q:g}, {args.dtype}, {metrics['n']} puzzles of {folder} "
+                f"[{args.split}]: strict error {result['strict_error']:.2%}, paper error "
+                f"{result['paper_error']:.2%} ({result['seconds']:.1f} s)"
+            )
+        print(json.dumps(result))
     return 0
 
 

@@ -2,12 +2,15 @@
 
 The loss is the paper's: mean squared error between the model's board and the one-hot
 solution. The train error of an epoch is measured on the training batches as they are seen
-(the model changes during the epoch), the test error after the epoch.
+(the model changes during the epoch), the validation and test errors after the epoch. With a
+validation split (``val_fraction > 0``) the best epoch's checkpoint is picked on it; without
+one (the paper's 4x4 setup) on the test split.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +25,6 @@ from ..common import (
     JsonLines,
     can_plot,
     fit,
-    plot_curves,
     resolve_device,
     seed_everything,
 )
@@ -33,15 +35,18 @@ from ..distributed import (
     shutdown_distributed,
 )
 from .boards import paper_correct, strict_correct
-from .data import SudokuData, load_sudoku, split
-from .models import build_model, default_hparams, model_dtype, model_spec
+from .data import DATA_NAMES, SudokuData, load_sudoku, split_train_val_test
+from .models import INITS, build_model, default_hparams, flat_count, model_dtype, model_spec
+from .plots import plot_errors
 
 logger = logging.getLogger("optnet")
 
-# The metric that picks the best epoch's checkpoint (RunPaths.best_checkpoint). The paper's
-# split has no validation part: it is the test split's, so the best checkpoint's test error is
-# an optimistic estimate; the reported numbers are the last epoch's (RunPaths.checkpoint).
-MONITOR = "test_strict_error"
+# The metric that picks the best epoch's checkpoint (RunPaths.best_checkpoint): the validation
+# split's when there is one; else (the paper's split has no validation part) the test split's,
+# and then the best checkpoint's test error is an optimistic estimate.
+MONITOR = "val_strict_error"
+MONITOR_WITHOUT_VAL = "test_strict_error"
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -56,8 +61,14 @@ class TrainConfig:
     optimizer: str = "adam"
     seed: int = 0
     device: str = "cpu"
-    data: str | None = None  # the data set's folder; None: data_dir("sudoku4")
+    data: str | None = None  # the data set's folder; None: data_dir(DATA_NAMES[board])
+    board: int | None = None  # None: the data's; else the data must have this box size
     limit: int | None = None
+    val_fraction: float = 0.0  # of all puzzles, just before the test split; 0: no validation
+    init: str = "rand"  # OptNet's A: one of models.INITS
+    eval_initial: bool = False  # log an epoch 0: the initial model's errors, no training
+    lr_schedule: str = "constant"  # or "cosine": to 0 over the epochs or the time limit
+    time_limit: float | None = None  # seconds: no batch starts later, the last epoch is logged
     out: str = "runs/sudoku"
     distributed: bool = False
     threads: int | None = None  # CPU threads per process; None keeps torch's setting
@@ -170,6 +181,28 @@ def train_step(
     return boards
 
 
+class LearningRate:
+    """The learning rate of each step: constant, or a cosine from ``lr`` to 0 over the run.
+
+    The run's progress is the larger of the fraction of ``total_steps`` done and the fraction
+    of ``time_limit`` seconds elapsed, so a run cut by its time limit still ends its decay.
+    """
+
+    def __init__(self, schedule: str, lr: float, total_steps: int, time_limit: float | None):
+        if schedule not in LR_SCHEDULES:
+            raise ConfigError(f"lr schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
+        self.schedule, self.lr = schedule, lr
+        self.total_steps, self.time_limit = max(total_steps, 1), time_limit
+
+    def at(self, step: int, elapsed: float) -> float:
+        if self.schedule == "constant":
+            return self.lr
+        done = step / self.total_steps
+        if self.time_limit is not None and self.time_limit > 0:
+            done = max(done, elapsed / self.time_limit)
+        return 0.5 * self.lr * (1.0 + math.cos(math.pi * min(done, 1.0)))
+
+
 def _make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
     if name == "adam":
         return torch.optim.Adam(params, lr=lr)
@@ -209,16 +242,46 @@ def train(config: TrainConfig) -> list[dict[str, Any]]:
         shutdown_distributed(ctx)
 
 
+def load_training_data(config: TrainConfig) -> SudokuData:
+    """The run's data set: ``config.data`` (default: the folder of ``config.board``'s data,
+    ``sudoku4`` without a board), checked against ``config.board``."""
+    default_name = DATA_NAMES.get(config.board or 2, DATA_NAMES[2])
+    data = load_sudoku(config.data if config.data else None, limit=config.limit, name=default_name)
+    if config.board is not None and data.board != config.board:
+        side = data.features.shape[-1]
+        raise ConfigError(
+            f"--board {config.board} asks for {config.board**2}x{config.board**2} boards but "
+            f"the data set has {side}x{side} boards"
+        )
+    return data
+
+
 def _train(config: TrainConfig, ctx: DistributedContext) -> list[dict[str, Any]]:
-    data = load_sudoku(config.data, limit=config.limit)
+    run_start = time.perf_counter()
+    if config.init not in INITS:
+        raise ConfigError(f"init must be one of {INITS}, got {config.init!r}")
+    if config.init != "rand" and config.model != "optnet":
+        raise ConfigError("--init applies to optnet only")
+    data = load_training_data(config)
     hparams = config.full_hparams(data.board)
     dtype_name = model_dtype(config.model, hparams)
     dtype = DTYPES[dtype_name]
     data = SudokuData(data.features.to(dtype), data.labels.to(dtype)).to(ctx.device)
-    train_set, test_set = split(data)
+    train_set, val_set, test_set = split_train_val_test(data, val_fraction=config.val_fraction)
+    monitor = MONITOR if val_set is not None else MONITOR_WITHOUT_VAL
+    if config.init == "solutions" and "n_eq" not in config.hparams:
+        # The number of rows is learned too: the directions in which no solution varies.
+        hparams["n_eq"] = flat_count(train_set.labels.reshape(len(train_set), -1))
+        if ctx.is_main:
+            logger.info(
+                "sudoku: the %d training solutions do not vary in %d directions: n_eq = %d",
+                len(train_set), hparams["n_eq"], hparams["n_eq"],
+            )  # fmt: skip
 
     seed_everything(config.seed)
     model = build_model(config.model, hparams).to(ctx.device)
+    if config.init != "rand":
+        model.initialize(config.init, train_set.labels)
     trained = model
     if ctx.active:
         from torch.nn.parallel import DistributedDataParallel
@@ -229,6 +292,10 @@ def _train(config: TrainConfig, ctx: DistributedContext) -> list[dict[str, Any]]
 
     paths = RunPaths.for_run(config.out, config.model)
     n_batches = -(-len(train_set) // config.batch_size)
+    schedule = LearningRate(
+        config.lr_schedule, config.lr, n_batches * config.epochs, config.time_limit
+    )
+    steps = 0
     order_rng = torch.Generator().manual_seed(config.seed)
     side = data.features.shape[-1]
     where = f"{ctx.device.type} x{ctx.world_size}"
@@ -236,21 +303,55 @@ def _train(config: TrainConfig, ctx: DistributedContext) -> list[dict[str, Any]]
     plot = ctx.is_main and can_plot()
     if ctx.is_main:
         logger.info(
-            "sudoku: training %s (%s) on %d puzzles, testing on %d, %s x%d, batch %d",
-            config.model, dtype_name, len(train_set), len(test_set),
+            "sudoku: training %s (%s, init %s) on %d puzzles, validating on %d, testing on %d, "
+            "%s x%d, batch %d",
+            config.model, dtype_name, config.init, len(train_set),
+            0 if val_set is None else len(val_set), len(test_set),
             ctx.device.type, ctx.world_size, config.batch_size,
         )  # fmt: skip
 
+    def out_of_time() -> bool:
+        # Distributed, the ranks stop together when any one is late (same number of steps).
+        if config.time_limit is None:
+            return False
+        late = time.perf_counter() - run_start > config.time_limit
+        if not ctx.active:
+            return late
+        return ctx.all_reduce_sum(torch.tensor([float(late)], device=ctx.device)).item() > 0
+
+    def evaluations() -> dict[str, Any]:
+        start = time.perf_counter()
+        record: dict[str, Any] = {}
+        for name, part in (("val", val_set), ("test", test_set)):
+            if part is None:
+                continue
+            metrics = evaluate(model, part, batch_size=config.batch_size, ctx=ctx)
+            record.update({f"{name}_{key}": metrics[key] for key in METRICS})
+        record["eval_time_s"] = time.perf_counter() - start
+        return record
+
     def run_epoch(epoch: int, wrap) -> dict[str, Any]:
+        nonlocal steps
+        common = {
+            "model": config.model, "dtype": dtype_name, "device": ctx.device.type,
+            "world_size": ctx.world_size,
+        }  # fmt: skip
+        if epoch == 0:  # the initial model, before any step
+            return {**common, "batches": 0, "epoch_time_s": 0.0, **evaluations()}
         # Same permutation on every rank: each takes its shard of the same global batches.
         order = torch.randperm(len(train_set), generator=order_rng)
         trained.train()
         sums = torch.zeros(4, dtype=torch.float64, device=ctx.device)
         _sync(ctx.device)
         start = time.perf_counter()
+        batches = 0
         for batch in wrap(order.split(config.batch_size), total=n_batches):
+            if out_of_time():
+                break
             if len(batch) < ctx.world_size:
                 continue  # a ragged last batch too small to give every rank a puzzle
+            for group in optimizer.param_groups:
+                group["lr"] = schedule.at(steps, time.perf_counter() - run_start)
             local = ctx.shard(batch).to(ctx.device)
             puzzles, solutions = train_set.features[local], train_set.labels[local]
             boards = train_step(
@@ -258,22 +359,21 @@ def _train(config: TrainConfig, ctx: DistributedContext) -> list[dict[str, Any]]
                 global_count=len(batch), world_size=ctx.world_size,
             )  # fmt: skip
             sums += _metric_sums(boards, puzzles, solutions)
+            steps += 1
+            batches += 1
         _sync(ctx.device)
         epoch_time = time.perf_counter() - start
         sums = ctx.all_reduce_sum(sums)
-        start = time.perf_counter()
-        test = evaluate(model, test_set, batch_size=config.batch_size, ctx=ctx)
+        train_metrics = _metrics_from_sums(sums, "train")
+        if batches == 0:  # the time limit came before the first batch: nothing was measured
+            train_metrics = dict.fromkeys(train_metrics)
         return {
-            "model": config.model,
-            "dtype": dtype_name,
-            "device": ctx.device.type,
-            "world_size": ctx.world_size,
-            **_metrics_from_sums(sums, "train"),
-            "test_loss": test["loss"],
-            "test_strict_error": test["strict_error"],
-            "test_paper_error": test["paper_error"],
+            **common,
+            **train_metrics,
+            "batches": batches,
+            "lr": optimizer.param_groups[0]["lr"],
+            **evaluations(),
             "epoch_time_s": epoch_time,
-            "eval_time_s": time.perf_counter() - start,
         }
 
     records: list[dict[str, Any]] = []
@@ -281,12 +381,12 @@ def _train(config: TrainConfig, ctx: DistributedContext) -> list[dict[str, Any]]
     def on_record(record: dict[str, Any]) -> None:
         records.append(record)
         if plot:
-            keys = ["train_strict_error", "test_strict_error", "test_paper_error"]
-            plot_curves(records, keys, paths.plot, title=title, ylabel="error (fraction of boards)")
+            plot_errors(records, paths.plot, title=title)
         logger.info(
-            "epoch %d: train loss %.4f strict err %.4f | test loss %.4f strict err %.4f "
-            "paper err %.4f | %.1f s",
-            record["epoch"], record["train_loss"], record["train_strict_error"],
+            "epoch %d: train loss %s strict err %s | val strict err %s | test loss %.4f "
+            "strict err %.4f paper err %.4f | %.1f s",
+            record["epoch"], _fmt(record.get("train_loss")),
+            _fmt(record.get("train_strict_error")), _fmt(record.get("val_strict_error")),
             record["test_loss"], record["test_strict_error"], record["test_paper_error"],
             record["epoch_time_s"],
         )  # fmt: skip
@@ -295,13 +395,32 @@ def _train(config: TrainConfig, ctx: DistributedContext) -> list[dict[str, Any]]
     result = fit(
         run_epoch,
         epochs=config.epochs,
+        first_epoch=0 if config.eval_initial else 1,
         log=JsonLines(paths.log) if main else None,
         model=model,
         spec=model_spec(config.model, hparams),
         checkpoint=paths.checkpoint if main else None,
         best_checkpoint=paths.best_checkpoint if main else None,
-        monitor=MONITOR,
+        monitor=monitor,
+        metadata={
+            "init": config.init,
+            "val_fraction": config.val_fraction,
+            "lr": config.lr,
+            "lr_schedule": config.lr_schedule,
+            "batch_size": config.batch_size,
+            "seed": config.seed,
+            "monitor": monitor,
+        },  # fmt: skip
         on_record=on_record if main else None,
+        time_limit=config.time_limit,
+        start=run_start,
         show_progress=main and config.show_progress,
     )
     return result.records
+
+
+METRICS = ("loss", "strict_error", "paper_error")
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
