@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import torch
 from optnet import SolverOptions, solve_qp
 from optnet_benchmarks import bench as bench_cli
 from optnet_benchmarks import measure, reference
-from optnet_benchmarks.peers import PEERS, Peer, PeerRun
+from optnet_benchmarks.peers import PEERS, Peer, PeerRun, dense_csr
 from optnet_benchmarks.problems import random_feasible_qp
 from optnet_benchmarks.report import format_markdown, format_table
 from optnet_benchmarks.speed import Case, SpeedBenchmark, SpeedConfig, case_data, grid
@@ -112,6 +113,24 @@ def test_peak_memory_sees_a_large_allocation():
     if peak is None:
         pytest.skip("peak RSS not readable on this platform")
     assert peak >= 25e6  # the tensor holds 32 MB
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs Linux CPU affinity")
+def test_limit_threads_reaches_torch_every_blas_pool_and_the_affinity():
+    from threadpoolctl import threadpool_info
+
+    before, cores = torch.get_num_threads(), os.sched_getaffinity(0)
+    limiter = measure.limit_threads(1)
+    try:
+        assert torch.get_num_threads() == 1
+        pools = threadpool_info()
+        assert any(pool["user_api"] == "blas" for pool in pools)  # numpy, SciPy (Moreau)
+        assert all(pool["num_threads"] == 1 for pool in pools)
+        assert len(os.sched_getaffinity(0)) == 1  # pools that count cores see one
+    finally:
+        limiter.restore_original_limits()
+        os.sched_setaffinity(0, cores)
+        torch.set_num_threads(before)
 
 
 def test_missing_peer_reports_its_modules(monkeypatch):
@@ -247,6 +266,53 @@ def test_accuracy_columns_flag_a_wrong_solution_and_a_wrong_gradient(monkeypatch
     assert bad_grad["z_error"] < 1e-7  # its solution is right
 
 
+class _ScriptedPeer(Peer):
+    """optnet's z; the k-th call of solve() costs ``script[k]`` on a fake clock and is logged.
+
+    The calls, in order: the warm-up forward+backward, then per repetition one forward and one
+    forward+backward, then the untimed forward+backward of the memory and accuracy run.
+    """
+
+    script: tuple[float, ...] = ()
+    clock = _Clock()
+    log: list[str] = []
+
+    def prepare(self, qp, eps):
+        costs = iter(self.script)
+
+        def solve():
+            self.clock.now += next(costs)
+            self.log.append(self.name)
+            return solve_qp(*qp.inputs()).z
+
+        return PeerRun(solve)
+
+
+def _scripted(name, times, clock, log):
+    """A _ScriptedPeer whose repetitions cost ``times`` (forward and forward+backward alike)."""
+    script = (1.0, *(x for t in times for x in (t, t)), 1.0)
+    return type(name, (_ScriptedPeer,), {"name": name, "script": script, "clock": clock,
+                                         "log": log})  # fmt: skip
+
+
+def test_repetitions_interleave_and_ratios_are_medians_of_per_repetition_ratios(monkeypatch):
+    clock, log = _Clock(), []
+    monkeypatch.setattr(measure, "time_call", _fake_time_call(clock))
+    # repetition 2 is slow for optnet, repetition 1 for the peer: per repetition the peer takes
+    # 2x, 8x and 1x optnet's time (median 2x) while its median time is 4x optnet's
+    ours, theirs = (1.0, 1.0, 4.0), (2.0, 8.0, 4.0)
+    monkeypatch.setitem(PEERS, "optnet", _scripted("optnet", ours, clock, log))
+    monkeypatch.setitem(PEERS, "peer", _scripted("peer", theirs, clock, log))
+    optnet, peer = SpeedBenchmark(_config(solvers=("optnet", "peer"), repeats=3)).records()
+    o, q = ["optnet"] * 2, ["peer"] * 2  # one repetition: a forward and a forward+backward
+    # warm-ups, then the repetitions (the order rotates by one each time), then accuracy runs
+    assert log == ["optnet", "peer", *o, *q, *q, *o, *o, *q, "optnet", "peer"]
+    assert optnet["forward_times_s"] == list(ours) and peer["forward_times_s"] == list(theirs)
+    assert (optnet["forward_s"], peer["forward_s"]) == (1.0, 4.0)
+    assert optnet["ratio_forward"] == 1.0
+    assert peer["ratio_forward"] == peer["ratio_forward_backward"] == 2.0
+
+
 def test_speed_benchmark_skips_over_the_cap_and_extrapolates():
     cases = (Case(torch.float64, 6, 6, 0, 32), Case(torch.float64, 6, 6, 0, 10**6))
     # a cap of 0 s: the first case is skipped after its warm-up, the second by prediction
@@ -263,6 +329,60 @@ def test_qpth_peer_solves_the_same_problems():
     qpth = records[1]
     assert qpth["solver"] == "qpth" and qpth["skipped"] is None
     assert qpth["z_error"] < 1e-5 and qpth["ratio_forward_backward"] > 0
+
+
+_NO_MOREAU = importlib.util.find_spec("moreau") is None
+
+
+def test_dense_csr_pattern_reads_row_major_values():
+    offsets, columns = dense_csr(2, 3)
+    assert offsets.tolist() == [0, 3, 6] and columns.tolist() == [0, 1, 2, 0, 1, 2]
+    M, values, dense = torch.arange(6.0).reshape(2, 3), torch.arange(6.0), torch.zeros(2, 3)
+    for row in range(2):
+        start, stop = offsets[row], offsets[row + 1]
+        dense[row, columns[start:stop]] = values[start:stop]
+    assert dense.equal(M)
+
+
+def test_moreau_peers_refuse_float32_and_cuda(monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
+    for name in ("moreau", "moreau-active-set"):
+        assert PEERS[name]().unavailable_reason(CPU, torch.float32) == "float64 only"
+        assert PEERS[name]().unavailable_reason(torch.device("cuda"), torch.float64) is not None
+        assert PEERS[name]().unavailable_reason(CPU, torch.float64) is None
+
+
+@pytest.mark.skipif(_NO_MOREAU, reason="moreau not installed")
+@pytest.mark.parametrize("neq", [2, 0])
+def test_moreau_peers_solve_the_same_problems(neq):
+    case = Case(torch.float64, 6, 6, neq, 3)
+    config = _config(cases=(case,), solvers=("optnet", "moreau", "moreau-active-set"))
+    _, ipm, active_set = SpeedBenchmark(config).records()
+    for r in (ipm, active_set):
+        assert r["skipped"] is None and r["version"] == "0.4.1"
+        assert r["z_error"] < 1e-6 and r["z_error_clarabel"] < 1e-6 and r["unsolved"] == 0
+        assert r["iterations_max"] >= 1 and r["ratio_forward_backward"] > 0
+    assert active_set["grad_p_error"] < 1e-9  # exact on the active set
+    assert ipm["grad_p_error"] < 1e-3  # its backward is ~1e-6 off even at tight tolerances
+
+
+@pytest.mark.skipif(_NO_MOREAU, reason="moreau not installed")
+def test_moreau_conic_form_gives_all_six_gradients():
+    """The mapping Q -> P, [A; G] -> K, [b; h] -> c: Moreau's active-set gradients of every
+    input agree with optnet's at a tight tolerance (Moreau's IPM backward is ~1e-5 off)."""
+    qp = random_feasible_qp(3, 6, 6, 2, seed=5)
+
+    def gradients(z_of):
+        x = qp.leaves(requires_grad=True)
+        (z_of(x) * qp.loss_weights).sum().backward()
+        return [t.grad for t in x.inputs()]
+
+    tight = SolverOptions(eps_abs=1e-12, eps_rel=1e-13, max_iter=100)
+    expected = gradients(lambda x: solve_qp(*x.inputs(), options=tight).z)
+    peer = PEERS["moreau-active-set"]()
+    got = gradients(lambda x: peer.prepare(x, 1e-10).solve())
+    for name, g, e in zip("QpGhAb", got, expected):
+        torch.testing.assert_close(g, e, rtol=1e-8, atol=1e-9, msg=f"d/d{name}")
 
 
 def test_tables_render_every_row():

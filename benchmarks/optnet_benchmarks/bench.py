@@ -1,9 +1,12 @@
-"""``optnet bench``: speed of optnet against qpth, QPLayer and cvxpylayers on the same QPs.
+"""``optnet bench``: speed of optnet against qpth, QPLayer, cvxpylayers and Moreau on the same QPs.
+
+The timed repetitions interleave the solvers (each repetition times every solver once, in a
+rotating order); the ratios to optnet are medians of the per-repetition ratios.
 
 Example (the issue-6 CPU target: 2 cores, float64, n = m = 50, 10 equalities, B = 128)::
 
     optnet bench --device cpu --dtype float64 --sizes 50 --batches 128 --neq 10 \\
-        --solvers optnet,qpth,qplayer --threads 2 --out runs/bench_cpu
+        --solvers optnet,qpth,qplayer,moreau --threads 2 --out runs/bench_cpu
 """
 
 from __future__ import annotations
@@ -12,12 +15,11 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
 from optnet_experiments.cli import reports_errors
 from optnet_experiments.common import DTYPES, ConfigError, JsonLines, progress, resolve_device
 
 from ._cli import HelpFormatter, comma_list
+from .measure import limit_threads
 from .peers import PEERS
 from .report import format_table, plot_time_vs_batch
 from .speed import SpeedBenchmark, SpeedConfig, grid
@@ -86,7 +88,9 @@ def register(subparsers) -> None:
         type=comma_list(str),
         help=f"comma list of {','.join(PEERS)}; ratios are to optnet's times",
     )
-    parser.add_argument("--repeats", default=5, type=int, help="timed calls (median reported)")
+    parser.add_argument(
+        "--repeats", default=5, type=int, help="timed repetitions, interleaved across solvers"
+    )
     parser.add_argument(
         "--eps",
         default=None,
@@ -113,7 +117,10 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--max-iter", default=50, type=int, help="optnet peers' iteration cap")
     parser.add_argument(
-        "--threads", default=None, type=int, help="torch CPU threads (default: torch's)"
+        "--threads",
+        default=None,
+        type=int,
+        help="CPU threads of torch and of every BLAS/OpenMP pool (default: the libraries' own)",
     )
     parser.add_argument("--seed", default=0, type=int, help="seed of the random QP batches")
     parser.add_argument("--out", default=Path("runs/bench"), type=Path, help="output folder")
@@ -132,7 +139,7 @@ def main(args: argparse.Namespace) -> int:
     if "optnet" in args.solvers:  # optnet first: peers' ratios refer to its times
         args.solvers = ["optnet"] + [s for s in args.solvers if s != "optnet"]
     if args.threads:
-        torch.set_num_threads(args.threads)
+        limit_threads(args.threads)
     device = resolve_device(args.device)
     cases = grid([DTYPES[d] for d in args.dtype], args.sizes, args.batches, args.m_ratio, args.neq)
     config = SpeedConfig(
@@ -146,6 +153,7 @@ def main(args: argparse.Namespace) -> int:
         optnet_max_iter=args.max_iter,
         seed=args.seed,
         budget_s=args.budget,
+        threads=args.threads,
     )
     out = Path(args.out)
     writer = JsonLines(out / f"bench_{device.type}.jsonl")

@@ -1,8 +1,9 @@
-"""Wall-clock timing with device synchronization, and peak memory of one call."""
+"""Wall-clock timing with device synchronization, peak memory of one call, thread limits."""
 
 from __future__ import annotations
 
 import ctypes
+import os
 import re
 import statistics
 import time
@@ -10,6 +11,27 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+
+
+def limit_threads(threads: int):
+    """Run on ``threads`` cores: torch's intra-op pool, every BLAS and OpenMP pool loaded in the
+    process (numpy's and SciPy's OpenBLAS, libgomp; through threadpoolctl) and, on Linux, the
+    CPU affinity of the calling thread (its first ``threads`` allowed cores).
+
+    The affinity is what bounds pools that size themselves by the cores they see and read no
+    environment variable, such as the rayon pool of Moreau's CPU interior-point solver; they
+    must start after this call (Moreau's does at its first solve). SciPy's OpenBLAS is loaded
+    first, so that the BLAS limit reaches it. Returns threadpoolctl's limiter.
+    """
+    import scipy.linalg  # noqa: F401  (loads SciPy's OpenBLAS)
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    if hasattr(os, "sched_setaffinity"):
+        allowed = sorted(os.sched_getaffinity(0))
+        if threads < len(allowed):
+            os.sched_setaffinity(0, allowed[:threads])
+    return threadpool_limits(limits=threads)
 
 
 def synchronize(device: torch.device) -> None:

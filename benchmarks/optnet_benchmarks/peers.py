@@ -197,6 +197,96 @@ class CvxpyLayersPeer(Peer):
         return PeerRun(solve)
 
 
+def dense_csr(rows: int, cols: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """CSR row offsets and column indices of a dense ``rows x cols`` pattern (int64).
+
+    The values of a row-major ``(..., rows, cols)`` tensor, reshaped to ``(..., rows * cols)``,
+    are the CSR values of this pattern.
+    """
+    offsets = torch.arange(0, rows * cols + 1, cols, dtype=torch.int64)
+    return offsets, torch.arange(cols, dtype=torch.int64).repeat(rows)
+
+
+class MoreauPeer(Peer):
+    """Moreau's CPU backend, its batched interior-point conic solver (``solver="ipm"``).
+
+    The QP as a conic problem ``min 1/2 z'Pz + q'z  s.t.  Kz + s = c, s in K`` (Moreau's
+    form): ``P = Q`` (full symmetric, dense CSR), ``K = [A; G]``, ``c = [b; h]``, the zero cone
+    for the ``neq`` equalities and the nonnegative cone for the ``m`` inequalities. The Solver
+    (the structure) is built once per case, outside the timed calls; each call passes all the
+    values, so its backward gives the gradients of Q, p, G, h, A and b. Tolerances
+    ``tol_gap_abs = tol_gap_rel = tol_feas = eps``. Float64 only. Its threads are those of
+    SciPy's OpenBLAS, which it calls (``optnet bench --threads`` limits them too).
+    """
+
+    name = "moreau"
+    distribution = "moreau"
+    modules = ("moreau", "moreau_cpu")
+    cpu_only = True
+    solver = "ipm"  # moreau.Settings(solver=...)
+
+    def unavailable_reason(self, device: torch.device, dtype: torch.dtype) -> str | None:
+        reason = super().unavailable_reason(device, dtype)
+        if reason is None and dtype != torch.float64:
+            return "float64 only"
+        return reason
+
+    def settings(self, batch: int, eps: float):
+        """The ``moreau.Settings`` this peer solves with."""
+        import moreau
+
+        ipm = moreau.IPMSettings(tol_gap_abs=eps, tol_gap_rel=eps, tol_feas=eps)
+        return moreau.Settings(
+            solver=self.solver, device="cpu", batch_size=batch, enable_grad=True, ipm_settings=ipm
+        )
+
+    def prepare(self, qp: QPBatch, eps: float) -> PeerRun:
+        import moreau
+        from moreau.torch import Solver
+
+        batch, n, m, neq = qp.sizes
+        rows = neq + m
+        solver = Solver(
+            n,
+            rows,
+            *dense_csr(n, n),
+            *dense_csr(rows, n),
+            moreau.Cones(num_zero_cones=neq, num_nonneg_cones=m),
+            settings=self.settings(batch, eps),
+        )
+        run = PeerRun(solve=lambda: None)
+        solved = moreau.SolverStatus.Solved
+
+        def solve() -> torch.Tensor:
+            K = qp.G if qp.A is None else torch.cat([qp.A, qp.G], dim=-2)
+            c = qp.h if qp.b is None else torch.cat([qp.b, qp.h], dim=-1)
+            values = qp.Q.reshape(batch, n * n), K.reshape(batch, rows * n)
+            z = solver.solve(*values, qp.p, c).x
+            info = solver.info
+            run.stats["iterations_max"] = torch.as_tensor(info.iterations)
+            run.stats["status"] = torch.tensor([int(st != solved) for st in info.status])
+            return z
+
+        run.solve = solve
+        return run
+
+
+class MoreauActiveSetPeer(MoreauPeer):
+    """Moreau's CPU active-set QP solver (``solver="active_set"``, DAQP), same conic form.
+
+    What Moreau's ``solver="auto"`` picks on the CPU for QPs with n <= 500 and
+    m <= max(500, 2n); its own tolerances (the IPM ones do not apply).
+    """
+
+    name = "moreau-active-set"
+    solver = "active_set"
+
+    def settings(self, batch: int, eps: float):
+        import moreau
+
+        return moreau.Settings(solver=self.solver, device="cpu", batch_size=batch, enable_grad=True)
+
+
 PEERS: dict[str, type[Peer]] = {
     "optnet": OptNetPeer,
     "optnet-batched": OptNetBatchedPeer,
@@ -204,4 +294,6 @@ PEERS: dict[str, type[Peer]] = {
     "qpth": QpthPeer,
     "qplayer": QPLayerPeer,
     "cvxpylayers": CvxpyLayersPeer,
+    "moreau": MoreauPeer,
+    "moreau-active-set": MoreauActiveSetPeer,
 }

@@ -1,10 +1,12 @@
 """The speed benchmark: every peer on identical random QP batches, timed and checked.
 
 For each case (dtype, n, B) the data are drawn once in float64, a float64 reference is computed
-once, and each solver then gets its own leaf copies in the case's dtype. Per solver: one
-warm-up forward+backward (its time is kept as ``cold_forward_backward_s``), median forward and
-forward+backward times, then one untimed forward+backward that measures peak memory and the
-accuracy of ``z`` and of ``dloss/dp``.
+once, and each solver then gets its own leaf copies in the case's dtype. Per solver one warm-up
+forward+backward (its time is kept as ``cold_forward_backward_s``); then the timed repetitions,
+interleaved across the solvers (repetition r times one forward and one forward+backward of
+each solver in turn), so that the machine's load changes hit every solver alike; medians of the
+times and, as ratios to optnet, medians of the per-repetition ratios; last, per solver, one
+untimed forward+backward that measures peak memory and the accuracy of ``z`` and ``dloss/dp``.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import logging
 import math
 import platform
 import re
+import statistics
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -61,6 +64,7 @@ class SpeedConfig:
     optnet_max_iter: int = 50  # the iteration cap of every optnet peer (optnet, optnet-*)
     seed: int = 0
     budget_s: float | None = None  # stop starting cases after this many seconds in total
+    threads: int | None = None  # limit torch and every BLAS/OpenMP pool (measure.limit_threads)
 
 
 def grid(
@@ -125,15 +129,14 @@ class SpeedBenchmark:
         self._last_timed: dict[tuple, tuple[int, float]] = {}  # (solver, dtype, n) -> (B, fb)
 
     def records(self) -> Iterator[dict[str, Any]]:
+        """One record per (case, solver), a case's records together, in ``config.solvers``
+        order; ratios are to optnet's times in the same case."""
         self._start = time.perf_counter()
         for case in self.config.cases:
-            optnet_record = None
+            records = self._run_case(case)
             for name in self.config.solvers:
-                record = self._run(name, case)
-                if name == "optnet":
-                    optnet_record = record
-                _add_ratios(record, optnet_record)
-                yield record
+                _add_ratios(records[name], records.get("optnet"))
+                yield records[name]
 
     def _case_data(self, case: Case) -> tuple[QPBatch, dict[str, Any]]:
         key = (case.n, case.m, case.neq, case.batch)
@@ -152,10 +155,9 @@ class SpeedBenchmark:
             self._references = {key: ref}
         return self._data[key], self._references[key]
 
-    def _run(self, name: str, case: Case) -> dict[str, Any]:
-        config, device = self.config, self.config.device
-        record = _base_record(name, self.peers[name], case, config)
-        reason = self.peers[name].unavailable_reason(device, case.dtype)
+    def _skip_reason(self, name: str, case: Case) -> str | None:
+        config = self.config
+        reason = self.peers[name].unavailable_reason(config.device, case.dtype)
         elapsed = time.perf_counter() - self._start
         if reason is None and config.budget_s is not None and elapsed > config.budget_s:
             reason = f"run budget of {config.budget_s:g} s exhausted"
@@ -166,39 +168,97 @@ class SpeedBenchmark:
                 predicted = previous[1] * case.batch / previous[0]
                 if predicted > config.cap_s:
                     reason = f"predicted fwd+bwd {predicted:.1f} s > cap {config.cap_s:g} s"
-        if reason is not None:
-            record["skipped"] = reason
-            return record
-        data, ref = self._case_data(case)
-        eps = _DEFAULT_EPS.get(case.dtype, 1e-4) if config.eps is None else config.eps
-        record["eps"] = eps
-        qp = data.to(case.dtype, device).leaves(requires_grad=True)
-        try:
-            run = self.peers[name].prepare(qp, eps)
-            cold = measure.time_call(lambda: _loss_backward(run, qp), device)
+        return reason
+
+    def _run_case(self, case: Case) -> dict[str, dict[str, Any]]:
+        """Every solver on one case: warm-ups, interleaved repetitions, then accuracy."""
+        config, device = self.config, self.config.device
+        records = {
+            name: _base_record(name, self.peers[name], case, config) for name in config.solvers
+        }
+        prepared: dict[str, tuple[PeerRun, QPBatch]] = {}
+        for name, record in records.items():
+            reason = self._skip_reason(name, case)
+            if reason is not None:
+                record["skipped"] = reason
+                continue
+            data, _ = self._case_data(case)
+            eps = _DEFAULT_EPS.get(case.dtype, 1e-4) if config.eps is None else config.eps
+            record["eps"] = eps
+            qp = data.to(case.dtype, device).leaves(requires_grad=True)
+            try:
+                prepared[name] = self.peers[name].prepare(qp, eps), qp
+            except Exception as err:  # a peer failing on a case is a result, not a crash
+                _record_failure(record, name, case, err)
+        if config.threads:  # again: the peers may have loaded thread pools of their own
+            measure.limit_threads(config.threads)
+        timed: dict[str, _Timed] = {}
+        for name, (run, qp) in prepared.items():
+            record = records[name]
+            try:
+                cold = measure.time_call(lambda: _loss_backward(run, qp), device)
+            except Exception as err:
+                _record_failure(record, name, case, err)
+                continue
             record["cold_forward_backward_s"] = cold
             if cold > config.cap_s:
                 record["skipped"] = f"warm-up fwd+bwd {cold:.1f} s > cap {config.cap_s:g} s"
                 self._last_timed[(name, case.dtype, case.n)] = (case.batch, cold)
-                return record
-            # each timed call is one forward+backward plus one forward: fit them in the cap
+                continue
+            # each repetition is one forward plus one forward+backward: fit them in the cap
             repeats = max(1, min(config.repeats, math.floor(config.cap_s / (2 * cold))))
             record["repeats"] = repeats
-            record["forward_s"] = measure.median_time(lambda: _forward(run), device, repeats)
-            fb = measure.median_time(lambda: _loss_backward(run, qp), device, repeats)
-            record["forward_backward_s"] = fb
-            self._last_timed[(name, case.dtype, case.n)] = (case.batch, fb)
-            z, peak = measure.peak_memory_bytes(lambda: _loss_backward(run, qp), device)
-        except Exception as err:  # a peer failing on a case is a result, not a crash
-            logger.warning("%s failed on %s: %s", name, case, err)
-            record["skipped"] = f"error: {type(err).__name__}: {err}"[:300]
-            return record
-        record["peak_memory_bytes"] = peak
+            timed[name] = _Timed(run, qp, repeats)
+        self._time_interleaved(timed, records, case)
+        for name, t in timed.items():
+            record = records[name]
+            record["forward_times_s"] = t.forward
+            record["forward_backward_times_s"] = t.forward_backward
+            record["forward_s"] = statistics.median(t.forward)
+            record["forward_backward_s"] = statistics.median(t.forward_backward)
+            self._last_timed[(name, case.dtype, case.n)] = (
+                case.batch,
+                record["forward_backward_s"],
+            )
+            try:
+                z, peak = measure.peak_memory_bytes(lambda: _loss_backward(t.run, t.qp), device)
+            except Exception as err:
+                _record_failure(record, name, case, err)
+                continue
+            record["peak_memory_bytes"] = peak
+            self._add_accuracy(record, t, z, self._case_data(case)[1])
+        return records
+
+    def _time_interleaved(
+        self, timed: dict[str, _Timed], records: dict[str, dict[str, Any]], case: Case
+    ) -> None:
+        """Repetition r times one forward and one forward+backward of every solver in turn
+        (the order rotated by one each repetition), so that a change of the machine's load
+        hits all of them alike; a solver that raises is dropped with the error recorded."""
+        device = self.config.device
+        names = list(timed)
+        for rep in range(max((t.repeats for t in timed.values()), default=0)):
+            shift = rep % len(names)
+            for name in names[shift:] + names[:shift]:
+                t = timed.get(name)
+                if t is None or rep >= t.repeats:
+                    continue
+                try:
+                    t.forward.append(measure.time_call(lambda: _forward(t.run), device))
+                    fb = measure.time_call(lambda: _loss_backward(t.run, t.qp), device)
+                    t.forward_backward.append(fb)
+                except Exception as err:
+                    _record_failure(records[name], name, case, err)
+                    del timed[name]
+
+    def _add_accuracy(
+        self, record: dict[str, Any], t: _Timed, z: torch.Tensor, ref: dict[str, Any]
+    ) -> None:
         z_errors = reference.relative_errors(z, ref["z"])
         record["z_error"] = float(z_errors.max())
         record["z_error_median"] = float(z_errors.median())
-        if qp.p.grad is not None:
-            grad_errors = reference.relative_errors(qp.p.grad, ref["grad_p"])
+        if t.qp.p.grad is not None:
+            grad_errors = reference.relative_errors(t.qp.p.grad, ref["grad_p"])
             record["grad_p_error"] = float(grad_errors.max())
             record["grad_p_error_median"] = float(grad_errors.median())
         if ref["clarabel"] is not None:
@@ -207,12 +267,29 @@ class SpeedBenchmark:
             )
         record["reference_vs_clarabel"] = ref["ref_vs_clarabel"]
         record["reference_unsolved"] = ref["unsolved"]
-        if "iterations_max" in run.stats:
-            iterations = run.stats["iterations_max"].float()
+        if "iterations_max" in t.run.stats:
+            iterations = t.run.stats["iterations_max"].float()
             record["iterations_max"] = int(iterations.max())
             record["iterations_mean"] = float(iterations.mean())
-            record["unsolved"] = int((run.stats["status"] != 0).sum())
-        return record
+            record["unsolved"] = int((t.run.stats["status"] != 0).sum())
+
+
+@dataclass
+class _Timed:
+    """A solver's prepared run in one case and its per-repetition times (seconds)."""
+
+    run: PeerRun
+    qp: QPBatch
+    repeats: int
+    forward: list[float] = field(default_factory=list)
+    forward_backward: list[float] = field(default_factory=list)
+
+
+def _record_failure(record: dict[str, Any], name: str, case: Case, err: Exception) -> None:
+    logger.warning("%s failed on %s: %s", name, case, err)
+    record["skipped"] = f"error: {type(err).__name__}: {err}"[:300]
+    for key in ("forward_s", "forward_backward_s"):
+        record[key] = None
 
 
 def _base_record(name: str, peer: Peer, case: Case, config: SpeedConfig) -> dict[str, Any]:
@@ -250,9 +327,10 @@ def cpu_name() -> str:
 
 
 def _add_ratios(record: dict[str, Any], optnet: dict[str, Any] | None) -> None:
-    """peer time / optnet time (> 1: optnet is faster)."""
-    for key in ("forward_s", "forward_backward_s"):
-        ours = None if optnet is None else optnet.get(key)
-        theirs = record.get(key)
-        ratio = theirs / ours if ours and theirs is not None else None
-        record[f"ratio_{key.removesuffix('_s')}"] = ratio
+    """peer time / optnet time (> 1: optnet is faster): the median over the repetitions of the
+    ratio within each repetition (both timed in the same round of the interleaved loop)."""
+    for key in ("forward", "forward_backward"):
+        ours = [] if optnet is None else optnet.get(f"{key}_times_s") or []
+        theirs = record.get(f"{key}_times_s") or []
+        ratios = [t / o for t, o in zip(theirs, ours) if o > 0]
+        record[f"ratio_{key}"] = statistics.median(ratios) if ratios else None
