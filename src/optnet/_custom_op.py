@@ -169,10 +169,8 @@ def active_factor(problem: Problem, tensors) -> _kkt.ActiveSetFactor:
     A = problem.A if problem.has_eq else None
     # H (the unregularized matrix) serves the refinement of ``_kkt.solve``, never used here.
     reduced = _kkt.KKTFactor(None, H, A, Hinv_At, S, 0, W)
-    dtype = problem.p.dtype
-    exact = problem.to(torch.float64) if dtype == torch.float32 else problem
-    steps = _kkt.ACTIVE_SET_REFINE_STEPS[dtype]
-    return _kkt.ActiveSetFactor(reduced, w, active, steps, problem, exact)
+    steps = _kkt.ACTIVE_SET_REFINE_STEPS[problem.p.dtype]
+    return _kkt.ActiveSetFactor(reduced, w, active, steps, problem, _kkt.residual_problem(problem))
 
 
 def solution_fields(outputs, G, A, lb, ub) -> list[Tensor | None]:

@@ -238,15 +238,26 @@ class ActiveSetFactor:
         return self.reduced.ok
 
 
-def factor_active(problem: Problem, active: torch.Tensor, reg: torch.Tensor) -> ActiveSetFactor:
-    """Factor the active-set KKT system (``active`` (B, m_all) bool) of ``problem``."""
+def residual_problem(problem: Problem) -> Problem:
+    """The data in the dtype of the active-set refinement's residuals.
+
+    float32 data get float64 residuals, so the refinement converges to float64 accuracy.
+    """
+    return problem.to(torch.float64) if problem.p.dtype == torch.float32 else problem
+
+
+def factor_active(
+    problem: Problem, active: torch.Tensor, reg: torch.Tensor, exact: Problem
+) -> ActiveSetFactor:
+    """Factor the active-set KKT system (``active`` (B, m_all) bool) of ``problem``.
+
+    ``exact`` is ``residual_problem(problem)``, made once by the caller for all its factors.
+    """
     dtype = problem.p.dtype
     eps = torch.finfo(dtype).eps
     active = active.to(dtype) * problem.mask
     w = active * (problem.q_scale().unsqueeze(-1) / (eps**0.5 * problem.row_norms_sq()))
     reduced = factor(problem, w, reg, refine_steps=0)
-    # float32: residuals in float64 make the refinement converge to float64 accuracy.
-    exact = problem.to(torch.float64) if dtype == torch.float32 else problem
     return ActiveSetFactor(reduced, w, active, ACTIVE_SET_REFINE_STEPS[dtype], problem, exact)
 
 

@@ -88,8 +88,9 @@ def active_set_rounds(
     active = active & mask
     taken = torch.zeros_like(eligible)  # a converged polished point was found
     factor = point = None
+    exact = _kkt.residual_problem(problem)  # cast once for all rounds
     for _ in range(POLISH_ROUNDS[problem.p.dtype]):
-        f = _kkt.factor_active(problem, active, reg)
+        f = _kkt.factor_active(problem, active, reg, exact)
         z_p, lam_raw, nu_p = _kkt.solve_active(f, r1, h_all, r2)
         s_raw = (h_all - problem.ineq(z_p)) * ~active
         lam_p = lam_raw.clamp_min(0) * active
