@@ -102,24 +102,28 @@ def factor_spd(M: torch.Tensor, reg: torch.Tensor, buffers: Buffers | None = Non
     d = (M.diagonal(dim1=-2, dim2=-1) + reg.unsqueeze(-1)).clamp_min(torch.finfo(M.dtype).tiny)
     d = d.sqrt()
     inv_d = 1 / d
-    scaled = L = info = None
+    scaled = U = info = None
     if buffers is not None:
         scaled = buffers.get("scaled", M.shape, M)
-        L = buffers.get("L", M.shape, M).mT  # column-major, as LAPACK writes it
+        U = buffers.get("L", M.shape, M).mT  # column-major, as LAPACK writes it
         info = buffers.get("info", M.shape[:-2], M.new_empty(0, dtype=torch.int32))
     scaled = torch.mul(M, inv_d.unsqueeze(-1), out=scaled)  # not M itself: safe to edit
     scaled.mul_(inv_d.unsqueeze(-2))
     shift = reg.unsqueeze(-1) * inv_d.square() + size**0.5 * torch.finfo(M.dtype).eps
     scaled.diagonal(dim1=-2, dim2=-1).add_(shift)
-    L, info = torch.linalg.cholesky_ex(scaled, out=None if L is None else (L, info))
-    ok = info == 0
     eye = torch.eye(size, dtype=M.dtype, device=M.device)
     if M.device.type == "cpu":
+        # The upper factor, whose transpose is a row-major L: zeroing the other triangle of a
+        # column-major L (what the lower factor needs) costs a third of the factorization.
+        U, info = torch.linalg.cholesky_ex(scaled, upper=True, out=None if U is None else (U, info))
+        L, ok = U.mT, info == 0
         # A failed factor holds garbage; substitute identity so nothing non-finite spreads.
         # Reading ``ok`` is free on the CPU, and all factors usually succeed.
         if not bool(ok.all()):
             L = torch.where(ok[:, None, None], L, eye)
         return SPDFactor(None, d, ok, L)
+    L, info = torch.linalg.cholesky_ex(scaled)
+    ok = info == 0
     L = torch.where(ok[:, None, None], L, eye)  # no host sync on GPUs
     L_inv = torch.linalg.solve_triangular(L, eye.expand_as(L), upper=False)
     return SPDFactor(L_inv, d, ok)
@@ -246,19 +250,25 @@ def residual_problem(problem: Problem) -> Problem:
     return problem.to(torch.float64) if problem.p.dtype == torch.float32 else problem
 
 
+def active_set_penalty(problem: Problem) -> torch.Tensor:
+    """(B|1, m_all): each row's penalty weight ``w_i`` when active (see ``ActiveSetFactor``)."""
+    eps = torch.finfo(problem.p.dtype).eps
+    return problem.q_scale().unsqueeze(-1) / (eps**0.5 * problem.row_norms_sq())
+
+
 def factor_active(
-    problem: Problem, active: torch.Tensor, reg: torch.Tensor, exact: Problem
+    problem: Problem, active: torch.Tensor, reg: torch.Tensor, exact: Problem, penalty: torch.Tensor
 ) -> ActiveSetFactor:
     """Factor the active-set KKT system (``active`` (B, m_all) bool) of ``problem``.
 
-    ``exact`` is ``residual_problem(problem)``, made once by the caller for all its factors.
+    ``exact`` is ``residual_problem(problem)`` and ``penalty`` ``active_set_penalty(problem)``,
+    made once by the caller for all its factors.
     """
-    dtype = problem.p.dtype
-    eps = torch.finfo(dtype).eps
-    active = active.to(dtype) * problem.mask
-    w = active * (problem.q_scale().unsqueeze(-1) / (eps**0.5 * problem.row_norms_sq()))
-    reduced = factor(problem, w, reg, refine_steps=0)
-    return ActiveSetFactor(reduced, w, active, ACTIVE_SET_REFINE_STEPS[dtype], problem, exact)
+    active = active.to(problem.p.dtype) * problem.mask
+    reduced = factor(problem, active * penalty, reg, refine_steps=0)
+    return ActiveSetFactor(
+        reduced, active * penalty, active, ACTIVE_SET_REFINE_STEPS[problem.p.dtype], problem, exact
+    )
 
 
 # Refinement steps of an active-set solve: each gains ~8 digits in float64, ~3 in float32.

@@ -9,6 +9,7 @@ flag is free, the running problems are compacted into smaller batches as others 
 from __future__ import annotations
 
 from .._ipm import IPMResult, IPMState, Iteration, finish, initial_state
+from .._ipm.state import RUNNING, scatter_tree
 from .._options import SolverOptions
 from .._problem import Problem
 from .._scaling import equilibrate
@@ -25,6 +26,19 @@ def solve(problem: Problem, options: SolverOptions) -> IPMResult:
         state = initial_state(problem, options, iteration.buffers)
         state = _run(iteration, state, check_period)
     return finish(iteration, state)
+
+
+def resume(problem: Problem, options: SolverOptions, result: IPMResult) -> IPMResult:
+    """Finish the problems any backend handed to the polish early and the polish could not
+    solve (status RUNNING): their interior point continues to the full tolerance.
+    """
+    waiting = result.status == RUNNING
+    if not bool(waiting.any()):
+        return result
+    rows = waiting.nonzero().squeeze(-1)
+    iteration = Iteration(problem.select(rows), options, handoff=False)
+    state = _run(iteration, result.resume_state(rows), options.host_check_period(rows.device))
+    return scatter_tree(result, rows, finish(iteration, state), problem.batch)
 
 
 def _run(iteration: Iteration, state: IPMState, check_period: int) -> IPMState:

@@ -16,7 +16,7 @@ from .polish import polish
 from .residuals import Residuals, residuals
 from .state import RUNNING, IPMResult, IPMState
 from .step import SAFEGUARD_AFTER, STEP_FRACTION, direction, max_step
-from .stopping import MAX_REG_BUMPS, convergence, still_running
+from .stopping import MAX_REG_BUMPS, convergence, handoff_tolerances, still_running
 
 
 class Iteration:
@@ -28,6 +28,7 @@ class Iteration:
         options: SolverOptions,
         original: Problem | None = None,
         scaling: Scaling | None = None,
+        handoff: bool = True,
     ):
         # ``problem`` is what the Newton steps see (maybe equilibrated); convergence and
         # certificates are always judged on the ``original`` data.
@@ -37,6 +38,9 @@ class Iteration:
         self.options = options
         dtype = problem.p.dtype
         self.eps_abs, self.eps_rel = options.tolerances(dtype)
+        # Stop early and let the polish finish (``handoff_tolerances``); not for equilibrated
+        # data, whose interior point could not resume on the unscaled problem.
+        self.handoff = handoff and scaling is None
         self.tiny = torch.finfo(dtype).tiny
         # In float32, mu near the tolerance floor is mostly rounding, and the safeguard below
         # then rejects good corrector steps (measured: more MAX_ITER on random QPs).
@@ -46,7 +50,8 @@ class Iteration:
         # outlive its iteration.
         self.sync_free = problem.p.device.type == "cpu"  # reading a flag costs no sync
         self.buffers = _kkt.Buffers() if self.sync_free else None
-        # Set by a backend that records the solve as a CUDA graph: then nothing may read a flag.
+        # Set by a backend that records the solve as a CUDA graph: then nothing may read a flag,
+        # and every polish round runs, so the interior point goes to the full tolerance.
         self.captured = False
 
     def unscaled(self, state: IPMState):
@@ -67,13 +72,16 @@ class Iteration:
             res = residuals(self.original, z, s, lam, nu)
         status, running = state.status, state.status == RUNNING
         converged, merit, gap_tolerance = convergence(res, self.eps_abs, self.eps_rel)
+        stop = converged
+        if self.handoff and not self.captured:
+            stop = convergence(res, *handoff_tolerances(self.eps_abs, self.eps_rel))[0]
         if check_certificates and (not self.sync_free or self._may_be_infeasible(z, lam, nu)):
             p_inf, d_inf = infeasibility_flags(
                 self.original, z, lam, nu, self.options.eps_infeasible, res
             )
             status = torch.where(running & d_inf, int(QPStatus.DUAL_INFEASIBLE), status)
             status = torch.where(running & p_inf, int(QPStatus.PRIMAL_INFEASIBLE), status)
-        status = torch.where(running & converged, int(QPStatus.SOLVED), status)
+        status = torch.where(running & stop, int(QPStatus.SOLVED), status)
         status = torch.where(state.bumps > MAX_REG_BUMPS, int(QPStatus.NUMERICAL_ERROR), status)
         return status, self.running_after(status, state.iterations), gap_tolerance, merit
 
@@ -207,6 +215,8 @@ def finish(iteration: Iteration, state: IPMState) -> IPMResult:
         iteration.eps_rel,
         may_stop_early=not iteration.captured,
     )
+    # Stopped at the handoff tolerance and not polished: the interior point must resume.
+    status = torch.where((status == QPStatus.SOLVED) & ~polished & (merit > 1), RUNNING, status)
     return IPMResult(
         z, s, lam, nu, status, state.iterations, res, cert_dual, cert_primal, factor, polished
     )

@@ -21,15 +21,19 @@ from .._options import SolverOptions
 from .._problem import Problem, inf_norm
 from .._status import QPStatus
 from .residuals import residuals
-from .state import IPMResult
+from .state import IPMResult, scatter_tree
 from .stopping import convergence
 
 # Polish rounds: a round whose active set was wrong (a negative dual or a violated inactive row)
-# corrects it for the next round. The interior point's set is right unless a margin is near
-# its tolerance (float32: 1e-4); measured on 128 random float32 QPs (n = m = 100): 3 rounds
-# left 1 problem unpolished, 5 none. In float64 (tolerance 1e-9) the Maros-Meszaros scores were
-# the same with 1, 2 and 5 rounds; inside a CUDA graph every round runs, so float64 takes 2.
-POLISH_ROUNDS = {torch.float64: 2, torch.float32: 5}
+# corrects it for the next round. Where the host can stop once every problem is polished, up to
+# MAX_POLISH_ROUNDS run: from the interior point's handoff (``stopping.HANDOFF_TOLERANCE``,
+# float64) 2 rounds left 14 % of 384 random QPs (n = m = 50) unpolished, 5 none. Inside a CUDA
+# graph every round runs and the interior point goes to the full tolerance, where the set is
+# right unless a margin is near it (float32: 1e-4; 128 random float32 QPs, n = m = 100: 3
+# rounds left 1 unpolished, 5 none); float64 there takes 2 (the Maros-Meszaros scores were the
+# same with 1, 2 and 5 rounds).
+MAX_POLISH_ROUNDS = 5
+CAPTURED_POLISH_ROUNDS = {torch.float64: 2, torch.float32: 5}
 
 
 def polish(
@@ -79,38 +83,59 @@ def active_set_rounds(
     Returns ``(point, factor, taken)``: point = (z, s, lam, nu, merit, factor ok) of the round
     each problem converged in (the last round's where none did), the matching factor, and
     ``taken``, the eligible problems whose point converged with its signs right.
+
+    ``may_stop_early``: the host may read flags, so later rounds solve only the problems still
+    pending and stop when none is; otherwise every round runs on the whole batch.
     """
+    # Made once for all rounds.
+    exact, penalty = _kkt.residual_problem(problem), _kkt.active_set_penalty(problem)
+    args = (reg, eps_abs, eps_rel)
+    point, factor, taken, active = _round(problem, exact, penalty, active, eligible, *args)
+    if not may_stop_early:
+        for _ in range(CAPTURED_POLISH_ROUNDS[problem.p.dtype] - 1):
+            new_point, f, converged, corrected = _round(
+                problem, exact, penalty, active, eligible, *args
+            )
+            # Problems already taken keep the point and factor of their round.
+            factor, point = where_tree(taken, factor, f), where_tree(taken, point, new_point)
+            active = torch.where(taken.unsqueeze(-1), active, corrected)
+            taken = taken | converged
+        return point, factor, taken
+    for _ in range(MAX_POLISH_ROUNDS - 1):
+        pending = eligible & ~taken
+        if not bool(pending.any()):
+            break
+        rows = pending.nonzero().squeeze(-1)
+        part = (problem.select(rows), exact.select(rows), penalty[rows] if len(penalty) > 1 else penalty)
+        new_point, f, converged, corrected = _round(
+            *part, active[rows], eligible[rows], reg[rows], eps_abs, eps_rel
+        )
+        point = scatter_tree(point, rows, new_point, problem.batch)
+        factor = scatter_tree(factor, rows, f, problem.batch)
+        taken, active = taken.index_copy(0, rows, converged), active.index_copy(0, rows, corrected)
+    return point, factor, taken
+
+
+def _round(problem: Problem, exact: Problem, penalty, active, eligible, reg, eps_abs, eps_rel):
+    """One polish round: (point, factor, converged, the corrected active set)."""
     batch = active.shape[0]
     mask = problem.mask > 0
     h_all = problem.h_all.expand(batch, -1)
-    r1 = -problem.p.expand(batch, -1)
     r2 = problem.b.expand(batch, -1) if problem.has_eq else None
     active = active & mask
-    taken = torch.zeros_like(eligible)  # a converged polished point was found
-    factor = point = None
-    exact = _kkt.residual_problem(problem)  # cast once for all rounds
-    for _ in range(POLISH_ROUNDS[problem.p.dtype]):
-        f = _kkt.factor_active(problem, active, reg, exact)
-        z_p, lam_raw, nu_p = _kkt.solve_active(f, r1, h_all, r2)
-        s_raw = (h_all - problem.ineq(z_p)) * ~active
-        lam_p = lam_raw.clamp_min(0) * active
-        s_p = torch.where(mask, s_raw.clamp_min(0), torch.ones_like(s_raw))  # absent rows: 1
-        res = residuals(problem, z_p, s_p, lam_p, nu_p)
-        converged, merit_p, _ = convergence(res, eps_abs, eps_rel)
-        # The right active set gives signs right to round-off; a wrong one is off by its
-        # margin, which may be inside the tolerances (float32): demand the signs too.
-        converged &= _signs_hold(lam_raw, s_raw, active, mask, res)
-        # Problems already taken keep the point and factor of their round.
-        new_point = (z_p, s_p, lam_p, nu_p, merit_p, f.ok)
-        factor = f if factor is None else where_tree(taken, factor, f)
-        point = new_point if point is None else where_tree(taken, point, new_point)
-        taken = taken | (eligible & f.ok & converged)
-        # The next round's active set: drop rows with negative duals, add violated rows.
-        corrected = (active & (lam_raw >= 0)) | (mask & ~active & (s_raw < 0))
-        active = torch.where(taken.unsqueeze(-1), active, corrected)
-        if may_stop_early and bool((taken | ~eligible).all()):
-            break
-    return point, factor, taken
+    f = _kkt.factor_active(problem, active, reg, exact, penalty)
+    z_p, lam_raw, nu_p = _kkt.solve_active(f, -problem.p.expand(batch, -1), h_all, r2)
+    s_raw = (h_all - problem.ineq(z_p)) * ~active
+    lam_p = lam_raw.clamp_min(0) * active
+    s_p = torch.where(mask, s_raw.clamp_min(0), torch.ones_like(s_raw))  # absent rows: 1
+    res = residuals(problem, z_p, s_p, lam_p, nu_p)
+    converged, merit_p, _ = convergence(res, eps_abs, eps_rel)
+    # The right active set gives signs right to round-off; a wrong one is off by its margin,
+    # which may be inside the tolerances (float32): demand the signs too.
+    converged &= _signs_hold(lam_raw, s_raw, active, mask, res) & eligible & f.ok
+    # The next round's active set: drop rows with negative duals, add violated rows.
+    corrected = (active & (lam_raw >= 0)) | (mask & ~active & (s_raw < 0))
+    return (z_p, s_p, lam_p, nu_p, merit_p, f.ok), f, converged, corrected
 
 
 def solve_from_active_set(problem: Problem, options: SolverOptions, active: torch.Tensor):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from .._kkt import ActiveSetFactor
+from .._problem import Problem
 from .residuals import Residuals
 
 # Status of a problem that is still iterating (the final statuses are QPStatus codes >= 0).
@@ -72,10 +73,37 @@ class IPMResult:
     s: torch.Tensor  # (B, m_all)
     lam: torch.Tensor  # (B, m_all)
     nu: torch.Tensor | None  # (B, neq)
-    status: torch.Tensor  # (B,) QPStatus codes
+    status: torch.Tensor  # (B,) QPStatus codes; RUNNING: handed off, unpolished, to resume
     iterations: torch.Tensor  # (B,)
     residuals: Residuals
     certificate_dual: torch.Tensor  # (B, m_all + neq) ray (lam, nu) for PRIMAL_INFEASIBLE
     certificate_primal: torch.Tensor  # (B, n) ray z for DUAL_INFEASIBLE
     factor: ActiveSetFactor
     polished: torch.Tensor  # (B,) bool: the returned point is the polished one
+
+    def resume_state(self, rows: torch.Tensor) -> IPMState:
+        """The problems ``rows`` as a running state at their returned (unpolished) iterate."""
+        z, s, lam, nu = (None if x is None else x[rows] for x in (self.z, self.s, self.lam, self.nu))
+        iterations = self.iterations[rows]
+        best = [None if x is None else x.clone() for x in (z, s, lam, nu)]
+        return IPMState(
+            z, s, lam, nu, torch.full_like(iterations, RUNNING), iterations,
+            torch.zeros_like(iterations), *best, torch.full_like(z[:, 0], float("inf")),
+        )  # fmt: skip
+
+
+def scatter_tree(full, rows: torch.Tensor, part, batch: int):
+    """``full`` with the problems ``rows`` replaced by ``part``'s, through tuples and dataclasses.
+
+    ``batch`` is ``full``'s batch size: tensors of another leading size (shared data) and the
+    problem data are kept.
+    """
+    if isinstance(full, torch.Tensor):
+        return full if full.dim() == 0 or full.shape[0] != batch else full.index_copy(0, rows, part)
+    if isinstance(full, tuple):
+        return tuple(scatter_tree(a, rows, b, batch) for a, b in zip(full, part))
+    if isinstance(full, Problem) or not dataclasses.is_dataclass(full):
+        return full
+    changes = {f.name: scatter_tree(getattr(full, f.name), rows, getattr(part, f.name), batch)
+               for f in dataclasses.fields(full)}  # fmt: skip
+    return dataclasses.replace(full, **changes)
