@@ -106,7 +106,8 @@ def active_set_rounds(
         if not bool(pending.any()):
             break
         rows = pending.nonzero().squeeze(-1)
-        part = (problem.select(rows), exact.select(rows), penalty[rows] if len(penalty) > 1 else penalty)
+        shared = penalty.shape[0] == 1  # as the problem's shared data are
+        part = (problem.select(rows), exact.select(rows), penalty if shared else penalty[rows])
         new_point, f, converged, corrected = _round(
             *part, active[rows], eligible[rows], reg[rows], eps_abs, eps_rel
         )

@@ -83,7 +83,8 @@ class IPMResult:
 
     def resume_state(self, rows: torch.Tensor) -> IPMState:
         """The problems ``rows`` as a running state at their returned (unpolished) iterate."""
-        z, s, lam, nu = (None if x is None else x[rows] for x in (self.z, self.s, self.lam, self.nu))
+        point = (self.z, self.s, self.lam, self.nu)
+        z, s, lam, nu = (None if x is None else x[rows] for x in point)
         iterations = self.iterations[rows]
         best = [None if x is None else x.clone() for x in (z, s, lam, nu)]
         return IPMState(
