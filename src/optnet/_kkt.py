@@ -257,15 +257,21 @@ def active_set_penalty(problem: Problem) -> torch.Tensor:
 
 
 def factor_active(
-    problem: Problem, active: torch.Tensor, reg: torch.Tensor, exact: Problem, penalty: torch.Tensor
+    problem: Problem,
+    active: torch.Tensor,
+    reg: torch.Tensor,
+    exact: Problem,
+    penalty: torch.Tensor,
+    buffers: Buffers | None = None,
 ) -> ActiveSetFactor:
     """Factor the active-set KKT system (``active`` (B, m_all) bool) of ``problem``.
 
     ``exact`` is ``residual_problem(problem)`` and ``penalty`` ``active_set_penalty(problem)``,
-    made once by the caller for all its factors.
+    made once by the caller for all its factors. With ``buffers`` the factor lives in their
+    memory (see ``Buffers``).
     """
     active = active.to(problem.p.dtype) * problem.mask
-    reduced = factor(problem, active * penalty, reg, refine_steps=0)
+    reduced = factor(problem, active * penalty, reg, 0, buffers)
     return ActiveSetFactor(
         reduced, active * penalty, active, ACTIVE_SET_REFINE_STEPS[problem.p.dtype], problem, exact
     )

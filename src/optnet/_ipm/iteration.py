@@ -214,6 +214,7 @@ def finish(iteration: Iteration, state: IPMState) -> IPMResult:
         iteration.eps_abs,
         iteration.eps_rel,
         may_stop_early=not iteration.captured,
+        buffers=iteration.buffers,
     )
     # Stopped at the handoff tolerance and not polished: the interior point must resume.
     status = torch.where((status == QPStatus.SOLVED) & ~polished & (merit > 1), RUNNING, status)

@@ -48,13 +48,15 @@ def polish(
     eps_abs: float,
     eps_rel: float,
     may_stop_early: bool = True,
+    buffers: _kkt.Buffers | None = None,
 ):
     """(z, s, lam, nu, status, residuals, factor, polished): the polished iterate where taken.
 
     ``status`` and ``merit`` are the interior point's; SOLVED, MAX_ITER and NUMERICAL_ERROR
     problems are polished, and an unsolved one whose polished point meets the tolerances (with
     its signs) becomes SOLVED. ``may_stop_early``: the host may read a flag to skip the rounds
-    nobody needs (not while a CUDA graph is being recorded).
+    nobody needs (not while a CUDA graph is being recorded). ``buffers``: the interior point's
+    (``_kkt.Buffers``, its factor no longer needed), which the first round's factor then owns.
     """
     # A numerical error near the end (factorizations failing at a tight tolerance) leaves a
     # good best iterate, and the active-set system is much better conditioned: polish it too.
@@ -62,7 +64,7 @@ def polish(
     eligible = (status == QPStatus.SOLVED) | unsolved
     active = (lam > s) & (problem.mask > 0)
     point, factor, taken = active_set_rounds(
-        problem, active, eligible, reg, eps_abs, eps_rel, may_stop_early
+        problem, active, eligible, reg, eps_abs, eps_rel, may_stop_early, buffers
     )
     z_p, s_p, lam_p, nu_p, merit_p, ok = point
     # Not converged: an unsolved problem still takes the polished point if it is better.
@@ -76,7 +78,14 @@ def polish(
 
 
 def active_set_rounds(
-    problem: Problem, active, eligible, reg, eps_abs: float, eps_rel: float, may_stop_early: bool
+    problem: Problem,
+    active,
+    eligible,
+    reg,
+    eps_abs: float,
+    eps_rel: float,
+    may_stop_early: bool,
+    buffers: _kkt.Buffers | None = None,
 ):
     """Solve with ``active`` (B, m_all) held as equalities, correcting the set between rounds.
 
@@ -85,12 +94,15 @@ def active_set_rounds(
     ``taken``, the eligible problems whose point converged with its signs right.
 
     ``may_stop_early``: the host may read flags, so later rounds solve only the problems still
-    pending and stop when none is; otherwise every round runs on the whole batch.
+    pending and stop when none is; otherwise every round runs on the whole batch. ``buffers``
+    hold the first round's factor (see ``polish``).
     """
     # Made once for all rounds.
     exact, penalty = _kkt.residual_problem(problem), _kkt.active_set_penalty(problem)
     args = (reg, eps_abs, eps_rel)
-    point, factor, taken, active = _round(problem, exact, penalty, active, eligible, *args)
+    point, factor, taken, active = _round(
+        problem, exact, penalty, active, eligible, *args, buffers=buffers
+    )
     if not may_stop_early:
         for _ in range(CAPTURED_POLISH_ROUNDS[problem.p.dtype] - 1):
             new_point, f, converged, corrected = _round(
@@ -117,14 +129,16 @@ def active_set_rounds(
     return point, factor, taken
 
 
-def _round(problem: Problem, exact: Problem, penalty, active, eligible, reg, eps_abs, eps_rel):
+def _round(
+    problem: Problem, exact: Problem, penalty, active, eligible, reg, eps_abs, eps_rel, buffers=None
+):
     """One polish round: (point, factor, converged, the corrected active set)."""
     batch = active.shape[0]
     mask = problem.mask > 0
     h_all = problem.h_all.expand(batch, -1)
     r2 = problem.b.expand(batch, -1) if problem.has_eq else None
     active = active & mask
-    f = _kkt.factor_active(problem, active, reg, exact, penalty)
+    f = _kkt.factor_active(problem, active, reg, exact, penalty, buffers)
     z_p, lam_raw, nu_p = _kkt.solve_active(f, -problem.p.expand(batch, -1), h_all, r2)
     s_raw = (h_all - problem.ineq(z_p)) * ~active
     lam_p = lam_raw.clamp_min(0) * active
