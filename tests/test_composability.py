@@ -252,6 +252,8 @@ def test_the_ops_fake_implementations_match(blocks):
     w = factor[_custom_op.FACTOR_FIELDS.index("w")]
     rhs = (torch.randn_like(fields["z"]), torch.randn_like(w), None if A is None else fields["nu"])
     torch.library.opcheck(_custom_op.solve_active_op, (*inputs, factor, *rhs), test_utils=checks)
+    # With a warm start: the guessed active set (the solution's own) as a bool tensor.
+    torch.library.opcheck(_custom_op.solve_qp_op, (*args, factor[-2] > 0), test_utils=checks)
 
 
 # --- torch.compile --------------------------------------------------------------------------
@@ -320,6 +322,64 @@ def test_compile_with_inductor():
     Q = M @ M.mT
     compiled = torch.compile(lambda p: optnet.solve_qp(Q, p, G, h, A, b).z, fullgraph=True)
     assert_close_to(compiled(p), optnet.solve_qp(Q, p, G, h, A, b).z, "z", F64)
+
+
+# --- warm start and the closest feasible problem under the transforms -----------------------
+
+
+def test_warm_start_under_vmap_and_compile():
+    M, p, G, h, A, b = _general(batch=3)
+    Q = M @ M.mT
+    previous = optnet.solve_qp(Q, p, G, h, A, b, options=TIGHT)
+    guess = previous.active_set.ineq
+
+    def loss(p, guess):
+        sol = optnet.solve_qp(Q, p, G, h, A, b, options=TIGHT,
+                              warm_start=optnet.ActiveSet(ineq=guess))  # fmt: skip
+        return sol.z.square().sum(), sol.iterations
+
+    torch._dynamo.reset()
+    compiled, _ = _compiled(loss)
+    p1, p2 = (p.clone().requires_grad_() for _ in range(2))
+    (actual, iterations), (expected, _) = compiled(p1, guess), loss(p2, guess)
+    actual.backward()
+    expected.backward()
+    assert int(iterations.sum()) == 0
+    assert_close_to(actual.detach(), expected.detach(), "z", F64)
+    assert_close_to(p1.grad, p2.grad, "grad", F64)
+
+    def one(Q, p, G, h, A, b, guess):
+        sol = optnet.solve_qp(Q, p, G, h, A, b, options=TIGHT,
+                              warm_start=optnet.ActiveSet(ineq=guess))  # fmt: skip
+        return sol.z, sol.iterations
+
+    z, iterations = vmap(one)(Q, p, G, h, A, b, guess)
+    assert int(iterations.sum()) == 0
+    assert_close_to(z, previous.z, "z", F64)
+
+
+def test_closest_feasible_under_vmap_jacfwd_and_compile():
+    # z1 <= h1 and -z1 <= h2: infeasible where h1 + h2 < 0, with z1 = (h1 - h2) / 2 there.
+    Q, G = torch.eye(2, dtype=F64), torch.tensor([[1.0, 0.0], [-1.0, 0.0]], dtype=F64)
+    p = torch.tensor([0.3, -1.0], dtype=F64)
+    H = torch.tensor([[1.0, 1.0], [-1.0, -1.0], [-1.0, 0.0], [2.0, 2.0]], dtype=F64)
+    closest = optnet.SolverOptions(infeasible="closest")
+
+    def z(h):
+        return optnet.solve_qp(Q, p, G, h, options=closest).z
+
+    eager = torch.stack([z(h) for h in H])
+    assert_close_to(eager[:, 0], torch.tensor([-0.3, 0.0, -0.5, -0.3], dtype=F64), "z", F64)
+    assert_close_to(vmap(z)(H), eager, "z", F64)
+    expected = torch.tensor([[0.0, 0.0], [0.5, -0.5], [0.5, -0.5], [0.0, 0.0]], dtype=F64)
+    assert_close_to(vmap(jacrev(lambda h: z(h)[0]))(H), expected, "grad", F64)
+    for i in (0, 2):  # a feasible and a relaxed problem
+        assert_close_to(jacfwd(z)(H[i])[0], expected[i], "grad", F64)
+    torch._dynamo.reset()  # static shapes: compiling the three solves dynamically takes 5 s
+    compiled = torch.compile(lambda h: z(h)[..., 0].sum(), fullgraph=True, backend="aot_eager")
+    h = H.clone().requires_grad_()
+    compiled(h).backward()
+    assert_close_to(h.grad, expected, "grad", F64)
 
 
 # --- autocast and DDP -----------------------------------------------------------------------

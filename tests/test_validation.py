@@ -151,6 +151,8 @@ def test_options_type_and_values():
         optnet.SolverOptions(eps_infeasible=0)
     with pytest.raises(ValueError, match=r"regularization must be in \[0, 1\)"):
         optnet.SolverOptions(regularization=1.5)
+    with pytest.raises(ValueError, match="infeasible must be one of 'status', 'closest'"):
+        optnet.SolverOptions(infeasible="relax")
 
 
 def test_validation_runs_before_any_work(monkeypatch):

@@ -127,6 +127,48 @@ def clarabel_solve(
     return z, lam, nu
 
 
+def closest_feasible_reference(Q, p, G=None, h=None, A=None, b=None, lb=None, ub=None):
+    """z of the closest feasible problem of one QP, by two Clarabel solves (float64).
+
+    The reference of ``SolverOptions(infeasible="closest")``, from its definition: phase 1
+    ``min 1/2 ||u||^2 + 1/2 ||v||^2  s.t.  C z - u <= d,  A z - v = b`` with ``C = [G; -I; I]``,
+    ``d = [h; -lb; ub]``, then the original objective on ``C z <= d + u``, ``A z = b + v``
+    (an inequality system without interior, which Clarabel solves as given). Arguments as
+    ``clarabel_solve``'s. Returns ``(z, u, v)``: the solution and the shifts of the stacked
+    rows (the rows of G, then lb's and ub's) and of the equalities.
+    """
+    Q, p, G, h, A, b, lb, ub = (_float64(x) for x in (Q, p, G, h, A, b, lb, ub))
+    n = p.shape[0]
+    rows, rhs = [], []
+    for block, right in ((G, h), (None if lb is None else -np.eye(n), None if lb is None else -lb),
+                         (None if ub is None else np.eye(n), ub)):  # fmt: skip
+        if block is not None:
+            rows.append(block)
+            rhs.append(right)
+    C = np.vstack(rows) if rows else np.zeros((0, n))
+    d = np.concatenate(rhs) if rhs else np.zeros(0)
+    m_all, neq = C.shape[0], 0 if A is None else A.shape[0]
+    size = n + m_all + neq
+    Q1 = np.zeros((size, size))
+    Q1[n:, n:] = np.eye(m_all + neq)
+    G1 = np.hstack([C, -np.eye(m_all), np.zeros((m_all, neq))]) if m_all else None
+    A1 = None if A is None else np.hstack([A, np.zeros((neq, m_all)), -np.eye(neq)])
+    x, _, _ = clarabel_solve(Q1, np.zeros(size), G1, d if m_all else None, A1, b)
+    u, v = x[n : n + m_all], x[n + m_all :]
+    m = 0 if G is None else G.shape[0]
+    shifted = {"h": None if G is None else h + u[:m]}
+    start = m
+    if lb is not None:
+        shifted["lb"], start = lb - u[start : start + n], start + n
+    if ub is not None:
+        shifted["ub"] = ub + u[start : start + n]
+    z, _, _ = clarabel_solve(
+        Q, p, G, shifted["h"], A, None if A is None else b + v, shifted.get("lb"),
+        shifted.get("ub"), accept_almost_solved=True,
+    )  # fmt: skip
+    return z, u, v
+
+
 def clarabel_reference(qp: QPBatch, count: int) -> torch.Tensor:
     """z of the first ``count`` problems of the batch by Clarabel, ``(count, n)`` float64.
 

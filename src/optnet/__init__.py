@@ -2,13 +2,14 @@
 
 from . import nn
 from ._options import SolverOptions
-from ._solution import InfeasibilityCertificate, QPSolution
+from ._solution import ActiveSet, InfeasibilityCertificate, QPSolution
 from ._status import QPSolveError, QPStatus
 from .functional import solve_qp
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActiveSet",
     "InfeasibilityCertificate",
     "QPSolution",
     "QPSolveError",

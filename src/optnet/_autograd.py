@@ -32,6 +32,7 @@ from ._status import QPStatus
 
 _N_IN, _N_OUT = len(INPUT_NAMES), len(OUTPUT_FIELDS)
 _N_FACTOR = len(FACTOR_FIELDS)
+_N_ARGS = _N_IN + len(OPTION_FIELDS)  # then the op's optional warm start
 
 
 def _outside_autocast(rule):
@@ -54,8 +55,11 @@ def _problem(inputs, dtype: torch.dtype, batch: int) -> tuple[Problem, list]:
 class QPFunction(torch.autograd.Function):
     """Batched QP solve; differentiable in all eight inputs through z, lam, nu, lam_lb, lam_ub.
 
-    Arguments: the op's (the eight inputs, then the option fields). Outputs: the op's, the
-    tensors of ``OUTPUT_FIELDS`` then of ``FACTOR_FIELDS`` (see ``_custom_op``).
+    Arguments: the op's (the eight inputs, the option fields, then the warm start's guessed
+    active set or None). Outputs: the op's, the tensors of ``OUTPUT_FIELDS`` then of
+    ``FACTOR_FIELDS`` (see ``_custom_op``). A warm-started problem carries the factor of the
+    solve that produced it (the guess's or, where that failed, the interior point's), so the
+    derivatives are the same either way.
     """
 
     generate_vmap_rule = True
@@ -66,7 +70,7 @@ class QPFunction(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        tensors, options = inputs[:_N_IN], dict(zip(OPTION_FIELDS, inputs[_N_IN:]))
+        tensors, options = inputs[:_N_IN], dict(zip(OPTION_FIELDS, inputs[_N_IN:_N_ARGS]))
         ctx.dtype = options["compute_dtype"] or tensors[1].dtype
         ctx.device_type = tensors[1].device.type
         ctx.batch = _custom_op.batch_size(tensors)
@@ -84,7 +88,7 @@ class QPFunction(torch.autograd.Function):
     @_outside_autocast
     def backward(ctx, *grad_outputs):
         needed = dict(zip(INPUT_NAMES, ctx.needs_input_grad[:_N_IN]))
-        nothing = (None,) * len(OPTION_FIELDS)
+        nothing = (None,) * (len(ctx.needs_input_grad) - _N_IN)  # options, warm start
         if not any(needed.values()):
             return (None,) * _N_IN + nothing
         inputs, outputs, status, factor = _unpack(ctx.saved_tensors)

@@ -96,8 +96,13 @@ def solve_qp_op(
     ruiz_iters: int,
     compute_dtype: torch.dtype | None,
     backend: str,
+    warm_active: Tensor | None = None,
 ) -> _Outputs:
-    """The outputs of ``OUTPUT_FIELDS`` then those of ``FACTOR_FIELDS`` (module docstring)."""
+    """The outputs of ``OUTPUT_FIELDS`` then those of ``FACTOR_FIELDS`` (module docstring).
+
+    ``warm_active``: a guessed active set, bool ``(B, m_all)`` or ``(m_all,)`` shared, in the
+    stacked row order ``[G; lb; ub]`` (``_backends.solve``).
+    """
     inputs = (Q, p, G, h, A, b, lb, ub)
     validate_inputs(**dict(zip(INPUT_NAMES, inputs)))
     options = SolverOptions(
@@ -111,7 +116,15 @@ def solve_qp_op(
     with torch.autocast(p.device.type, enabled=False):
         cast = (None if x is None else x.to(dtype) for x in inputs)
         problem = Problem.from_inputs(*cast, batch_size(inputs))
-        result = _backends.solve(problem, options)
+        warm = None
+        if warm_active is not None:
+            if warm_active.dtype != torch.bool or warm_active.shape[-1] != problem.m_all:
+                raise ValueError(
+                    f"warm_active must be a bool tensor of {problem.m_all} rows per problem, "
+                    f"got {warm_active.dtype} of shape {tuple(warm_active.shape)}"
+                )
+            warm = warm_active.expand(problem.batch, problem.m_all)
+        result = _backends.solve(problem, options, warm_active=warm)
     return (*_outputs(problem, result, p.dtype, G, A, lb, ub), *_factor_tensors(result.factor))
 
 
@@ -186,7 +199,8 @@ def solution_fields(outputs, G, A, lb, ub) -> list[Tensor | None]:
 
 
 @torch.library.register_fake(solve_qp_op)
-def _(Q, p, G, h, A, b, lb, ub, *options):
+def _(Q, p, G, h, A, b, lb, ub, *options_and_warm_active):
+    options = options_and_warm_active[: len(OPTION_FIELDS)]
     inputs = (Q, p, G, h, A, b, lb, ub)
     batch, n = batch_size(inputs), p.shape[-1]
     m = 0 if G is None else G.shape[-2]
@@ -217,8 +231,12 @@ def _(Q, p, G, h, A, b, lb, ub, *options):
 @torch.library.register_vmap(solve_qp_op)
 def _(info, in_dims, *args):
     """Fold the vmapped dimension V into the batch: V * B problems, one solve."""
-    folded, lead = _fold(info, in_dims[:8], args[:8], CORE_DIMS)
-    outputs = solve_qp_op(*folded, *args[8:])
+    n_options = len(OPTION_FIELDS)
+    options, warm = args[8 : 8 + n_options], args[8 + n_options :]
+    warm_dims = in_dims[8 + n_options :]
+    # The warm start's rows (m_all,) per problem, like an input with one core dimension.
+    folded, lead = _fold(info, (*in_dims[:8], *warm_dims), (*args[:8], *warm), (*CORE_DIMS, 1))
+    outputs = solve_qp_op(*folded[:8], *options, *folded[8:])
     return _unfold(info, outputs, lead)
 
 

@@ -10,6 +10,8 @@ import torch
 # float32 loses the Newton direction's accuracy once slack ratios pass ~1e6, which tighter
 # tolerances require; 1e-4 converges reliably (docs/solver.md). For more, use compute_dtype.
 _DEFAULT_EPS = {torch.float64: 1e-9, torch.float32: 1e-4}
+# SolverOptions.infeasible: report inconsistent constraints, or solve the closest feasible QP.
+INFEASIBLE_MODES = ("status", "closest")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,13 @@ class SolverOptions:
             6x fewer kernels; 20-60 s of compilation per new problem shape, worth it in
             training loops that solve one shape many times). ``equilibrate`` runs on
             ``"batched"`` only.
+        infeasible: what a problem with inconsistent constraints returns. ``"status"``
+            (default): status ``PRIMAL_INFEASIBLE`` with a certificate, zero gradients.
+            ``"closest"``: the solution of the closest feasible problem, differentiable, with
+            status ``CLOSEST_FEASIBLE``: the right-hand sides ``h, b, lb, ub`` shifted by
+            the smallest change (in the 2-norm) that makes the constraints consistent. Costs
+            two more solves of the infeasible problems only (``docs/solver.md``, "Infeasible
+            problems"); feasible problems are solved exactly as by default.
 
     Example:
         >>> SolverOptions(eps_abs=1e-10, max_iter=100)
@@ -60,6 +69,7 @@ class SolverOptions:
     ruiz_iters: int = 10
     compute_dtype: torch.dtype | None = None
     backend: str = "auto"
+    infeasible: str = "status"
 
     def __post_init__(self):
         for name in ("eps_abs", "eps_rel"):
@@ -92,6 +102,11 @@ class SolverOptions:
         if self.backend != "auto" and self.backend not in BACKENDS:
             names = ", ".join(repr(name) for name in ("auto", *BACKENDS))
             raise ValueError(f"SolverOptions.backend must be one of {names}, got {self.backend!r}")
+        if self.infeasible not in INFEASIBLE_MODES:
+            names = ", ".join(map(repr, INFEASIBLE_MODES))
+            raise ValueError(
+                f"SolverOptions.infeasible must be one of {names}, got {self.infeasible!r}"
+            )
         if not (isinstance(self.regularization, (int, float)) and 0 <= self.regularization < 1):
             raise ValueError(
                 f"SolverOptions.regularization must be in [0, 1), got {self.regularization!r}"

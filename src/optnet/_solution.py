@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,7 +23,9 @@ DIFFERENTIABLE_FIELDS = ("z", "lam", "nu", "lam_lb", "lam_ub")
 
 @dataclass(frozen=True)
 class InfeasibilityCertificate:
-    """Normalized rays proving infeasibility (zero for problems without that status).
+    """Normalized rays proving infeasibility (zero for problems without that status; for
+    ``CLOSEST_FEASIBLE`` problems the shift that made the constraints consistent, normalized,
+    which is such a ray too).
 
     For ``PRIMAL_INFEASIBLE`` problems ``(lam, nu, lam_lb, lam_ub)`` satisfies
     ``G'lam + A'nu - lam_lb + lam_ub ~ 0``, ``lam, lam_lb, lam_ub >= 0`` and
@@ -36,6 +39,31 @@ class InfeasibilityCertificate:
     nu: torch.Tensor | None
     lam_lb: torch.Tensor | None
     lam_ub: torch.Tensor | None
+
+
+@dataclass(frozen=True)
+class ActiveSet:
+    """Which inequality rows hold with equality: a warm start for ``solve_qp(warm_start=)``.
+
+    Boolean masks shaped like the duals: ``ineq`` ``(B, m)`` for the rows of ``Gz <= h``,
+    ``lb`` and ``ub`` ``(B, n)`` for the bounds (unbatched ``(m,)``, ``(n,)``: one guess shared
+    by the batch); None for a block the problem does not have. ``QPSolution.active_set`` is
+    the set its solution was polished on; an ``ActiveSet`` can also be assembled from cached
+    masks, e.g. each training sample's from the previous epoch.
+
+    Example:
+        >>> sol = solve_qp(Q, p, lb=lb)
+        >>> cached = sol.active_set.lb.clone()              # (B, n), kept per sample
+        >>> sol = solve_qp(Q, p_next, lb=lb, warm_start=ActiveSet(lb=cached))
+    """
+
+    ineq: torch.Tensor | None = None
+    lb: torch.Tensor | None = None
+    ub: torch.Tensor | None = None
+
+    def blocks(self) -> tuple[tuple[str, torch.Tensor | None], ...]:
+        """``(name, mask)`` of the three blocks, in the solver's row order (G, lb, ub)."""
+        return tuple((f.name, getattr(self, f.name)) for f in dataclasses.fields(self))
 
 
 @dataclass(frozen=True)
@@ -56,6 +84,9 @@ class QPSolution:
         primal_residual, dual_residual, duality_gap: ``(B,)`` infinity-norm residuals on the
             original (unscaled) data, the quantities the tolerances are checked against.
         certificate: rays for infeasible problems, see ``InfeasibilityCertificate``.
+        active_set: the constraints held with equality by the polish that produced ``z``
+            (for solved problems, the active constraints); pass the solution as
+            ``solve_qp(..., warm_start=sol)`` to start a nearby problem from it.
     """
 
     z: torch.Tensor
@@ -70,12 +101,16 @@ class QPSolution:
     dual_residual: torch.Tensor
     duality_gap: torch.Tensor
     certificate: InfeasibilityCertificate
+    active_set: ActiveSet
 
     @classmethod
-    def from_outputs(cls, outputs: Sequence[torch.Tensor | None], unbatched: bool) -> QPSolution:
+    def from_outputs(
+        cls, outputs: Sequence[torch.Tensor | None], unbatched: bool, active_set: ActiveSet
+    ) -> QPSolution:
         """The solution from the autograd Function's outputs (``OUTPUT_FIELDS`` order).
 
-        ``unbatched``: no input had a batch dimension, so the batch of one is squeezed away.
+        ``unbatched``: no input had a batch dimension, so the batch of one is squeezed away
+        (from ``active_set``'s masks too).
         """
         if len(outputs) != len(OUTPUT_FIELDS):
             raise ValueError(f"expected {len(OUTPUT_FIELDS)} outputs, got {len(outputs)}")
@@ -91,15 +126,22 @@ class QPSolution:
                 if name.startswith(prefix)
             }
         )
-        return cls(**fields, certificate=certificate)
+        if unbatched:
+            active_set = ActiveSet(
+                **{name: None if x is None else x.squeeze(0) for name, x in active_set.blocks()}
+            )
+        return cls(**fields, certificate=certificate, active_set=active_set)
 
     @property
     def solved(self) -> torch.Tensor:
-        """Boolean mask of the problems with status ``SOLVED``."""
-        return self.status == QPStatus.SOLVED
+        """Boolean mask of the problems with a solution: status ``SOLVED``, or
+        ``CLOSEST_FEASIBLE`` (only with ``SolverOptions(infeasible="closest")``)."""
+        solved = self.status == QPStatus.SOLVED
+        return solved | (self.status == QPStatus.CLOSEST_FEASIBLE)
 
     def raise_for_status(self) -> QPSolution:
-        """Raise ``QPSolveError`` naming the failing batch indices; return self otherwise."""
+        """Raise ``QPSolveError`` naming the batch indices without a solution (``solved``);
+        return self otherwise."""
         if not bool(self.solved.all()):
             raise QPSolveError(self.status)
         return self

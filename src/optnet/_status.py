@@ -16,6 +16,7 @@ class QPStatus(IntEnum):
     DUAL_INFEASIBLE = 3
     NUMERICAL_ERROR = 4
     NONCONVEX = 5
+    CLOSEST_FEASIBLE = 6
 
     @property
     def message(self) -> str:
@@ -44,7 +45,15 @@ _MESSAGES = {
         "Q is not positive semidefinite, so the QP is not convex and was not solved; check Q "
         "(a learned Q is PSD by construction as L L' + eps I, see optnet.nn.OptNetLayer)"
     ),
+    QPStatus.CLOSEST_FEASIBLE: (
+        "the constraints are inconsistent, so the closest feasible problem was solved, as "
+        "SolverOptions(infeasible='closest') asks: h, b, lb, ub shifted by the smallest change "
+        "that makes them consistent; primal_residual is the original constraints' violation "
+        "and certificate proves their inconsistency"
+    ),
 }
+# Statuses whose z is a solution (QPSolution.solved; raise_for_status passes them).
+SOLVED_STATUSES = (QPStatus.SOLVED, QPStatus.CLOSEST_FEASIBLE)
 
 
 class QPSolveError(RuntimeError):
@@ -54,7 +63,7 @@ class QPSolveError(RuntimeError):
         flat = status.reshape(-1).cpu()
         failures = {}
         for index, code in enumerate(flat.tolist()):
-            if code != QPStatus.SOLVED:
+            if code not in SOLVED_STATUSES:
                 failures.setdefault(QPStatus(code), []).append(index)
         self.failures = failures
         lines = [

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ._solution import ActiveSet, QPSolution
+
 _SUPPORTED_DTYPES = (torch.float32, torch.float64)
 # (name, dims of one problem's array, which size letter each dim carries)
 _LAYOUT = {
@@ -127,3 +129,60 @@ def _check_values(present: dict[str, torch.Tensor]) -> None:
             f"Q must be symmetric; max |Q - Q^T| = {float(asym):.3g} "
             "(symmetrize with (Q + Q.mT) / 2)"
         )
+
+
+def block_sizes(shape: ProblemShape, G, lb, ub) -> dict[str, int | None]:
+    """Rows per inequality block in the solver's order (G, lb, ub); None for an absent one."""
+    return {
+        "ineq": None if G is None else shape.m,
+        "lb": None if lb is None else shape.n,
+        "ub": None if ub is None else shape.n,
+    }
+
+
+def validate_warm_start(warm_start, shape: ProblemShape, G, lb, ub) -> torch.Tensor | None:
+    """``solve_qp``'s ``warm_start`` checked against the problem's blocks and shapes, as the op
+    takes it: the guessed rows stacked in the solver's order (G, lb, ub), bool ``(B, m_all)``,
+    or ``(m_all,)`` for one guess shared by the batch; None without a warm start."""
+    if warm_start is None:
+        return None
+    guess = warm_start.active_set if isinstance(warm_start, QPSolution) else warm_start
+    if not isinstance(guess, ActiveSet):
+        raise TypeError(
+            f"warm_start must be a QPSolution, an ActiveSet or None, got {type(guess).__name__}"
+        )
+    sizes = block_sizes(shape, G, lb, ub)
+    masks = dict(guess.blocks())
+    batched = shape.batch is not None and any(
+        x is not None and x.dim() == 2 for x in masks.values()
+    )
+    parts = []
+    for name, size in sizes.items():
+        x = masks[name]
+        where = f"warm_start.{name}"
+        if size is None or x is None:
+            if (size is None) != (x is None):
+                given = {"ineq": "G", "lb": "lb", "ub": "ub"}[name]
+                state = "is None" if x is None else "was given"
+                has = "has" if x is None else "has no"
+                raise ValueError(
+                    f"{where} {state} but the problem {has} {given}: warm-start from the "
+                    "solution of a problem with the same constraint blocks"
+                )
+            continue
+        if not isinstance(x, torch.Tensor) or x.dtype != torch.bool:
+            kind = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
+            raise TypeError(f"{where} must be a bool tensor, got {kind}")
+        if x.device != shape.device:
+            raise ValueError(f"{where} is on {x.device} but the problem is on {shape.device}")
+        batch = "" if shape.batch is None else f" or (B, {size}) = ({shape.batch}, {size})"
+        if x.shape != (size,) and (shape.batch is None or x.shape != (shape.batch, size)):
+            raise ValueError(
+                f"{where} must have shape ({size},){batch}, got {tuple(x.shape)}: warm-start "
+                "from the solution of a problem with the same shapes and batch size"
+            )
+        parts.append(x.expand(shape.batch, size) if batched else x)
+    if not parts:  # no inequalities: the guess is the empty set
+        lead = (shape.batch,) if shape.batch is not None else ()
+        return torch.zeros(*lead, 0, dtype=torch.bool, device=shape.device)
+    return torch.cat(parts, -1)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from . import _custom_op
 from ._autograd import QPFunction
+from ._closest import closest_feasible
+from ._custom_op import FACTOR_FIELDS
 from ._options import SolverOptions
-from ._solution import OUTPUT_FIELDS, QPSolution
-from ._validate import validate_inputs
+from ._solution import OUTPUT_FIELDS, ActiveSet, QPSolution
+from ._validate import ProblemShape, block_sizes, validate_inputs, validate_warm_start
 
 
 def solve_qp(
@@ -22,6 +26,7 @@ def solve_qp(
     lb: torch.Tensor | None = None,
     ub: torch.Tensor | None = None,
     options: SolverOptions | None = None,
+    warm_start: QPSolution | ActiveSet | None = None,
 ) -> QPSolution:
     """Solve a batch of convex QPs and make the solution differentiable in every input.
 
@@ -37,6 +42,16 @@ def solve_qp(
     Returns a ``QPSolution`` with a per-problem ``status``; this function never raises for a
     problem that fails to solve (call ``sol.raise_for_status()`` for that), only for bad input.
 
+    ``warm_start``: a guess of which constraints are active, the ``QPSolution`` of a previous
+    problem of the same shapes (its ``active_set``) or an ``ActiveSet``. Each problem whose
+    guess gives a point that meets the stopping rule is solved by one linear system, with 0
+    interior-point iterations; the others are solved from scratch, so a wrong guess costs time,
+    never accuracy. Solutions and gradients are those of a cold solve.
+
+    Inconsistent constraints give status ``PRIMAL_INFEASIBLE`` with a certificate; with
+    ``SolverOptions(infeasible="closest")`` the solution of the closest feasible problem
+    instead, differentiable, with status ``CLOSEST_FEASIBLE`` (``optnet._closest``).
+
     Example:
         >>> Q = torch.eye(2, dtype=torch.float64)
         >>> p = torch.tensor([[1.0, -1.0]], dtype=torch.float64, requires_grad=True)
@@ -49,7 +64,8 @@ def solve_qp(
         raise TypeError(f"options must be a SolverOptions, got {type(options).__name__}")
     # Shapes and dtypes here; the values (NaN, symmetry) in the op, where the data are read.
     shape = validate_inputs(Q=Q, p=p, G=G, h=h, A=A, b=b, lb=lb, ub=ub, check_values=False)
-    args = (Q, p, G, h, A, b, lb, ub, *_custom_op.option_args(options))
+    warm_active = validate_warm_start(warm_start, shape, G, lb, ub)
+    args = (Q, p, G, h, A, b, lb, ub, *_custom_op.option_args(options), warm_active)
     if torch.compiler.is_compiling():
         # Dynamo does not trace an autograd.Function with a jvp: call the op, whose registered
         # autograd is QPFunction's backward (torch.compile supports no forward mode anyway).
@@ -57,4 +73,20 @@ def solve_qp(
     else:
         outputs = QPFunction.apply(*args)
     fields = _custom_op.solution_fields(outputs[: len(OUTPUT_FIELDS)], G, A, lb, ub)
-    return QPSolution.from_outputs(fields, unbatched=shape.batch is None)
+    active = outputs[len(OUTPUT_FIELDS) + FACTOR_FIELDS.index("active")] > 0
+    blocks = dict(zip(("ineq", "lb", "ub"), _split_rows(active, shape, G, lb, ub)))
+    unbatched = shape.batch is None
+    sol = QPSolution.from_outputs(fields, unbatched=unbatched, active_set=ActiveSet(**blocks))
+    if options.infeasible == "closest":
+        phases = dataclasses.replace(options, infeasible="status")
+        sol = closest_feasible(solve_qp, (Q, p, G, h, A, b, lb, ub), sol, phases)
+    return sol
+
+
+def _split_rows(rows: torch.Tensor, shape: ProblemShape, G, lb, ub):
+    """The (G, lb, ub) blocks of stacked rows ``(B, m_all)`` (None where absent)."""
+    out, start = [], 0
+    for size in block_sizes(shape, G, lb, ub).values():
+        out.append(None if size is None else rows[..., start : start + size])
+        start += size or 0
+    return out

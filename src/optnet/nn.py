@@ -23,7 +23,8 @@ class QPLayer(nn.Module):
 
     Example:
         >>> layer = QPLayer(SolverOptions(max_iter=30))
-        >>> z = layer(Q, p, G, h).z
+        >>> sol = layer(Q, p, G, h)
+        >>> z = layer(Q, p + 1e-3, G, h, warm_start=sol).z   # nearby problem: sol's active set
     """
 
     def __init__(self, options: SolverOptions | None = None, *, strict: bool = False):
@@ -31,8 +32,11 @@ class QPLayer(nn.Module):
         self.options = SolverOptions() if options is None else options
         self.strict = strict
 
-    def forward(self, Q, p, G=None, h=None, A=None, b=None, *, lb=None, ub=None) -> QPSolution:
-        sol = solve_qp(Q, p, G, h, A, b, lb=lb, ub=ub, options=self.options)
+    def forward(
+        self, Q, p, G=None, h=None, A=None, b=None, *, lb=None, ub=None, warm_start=None
+    ) -> QPSolution:
+        """``solve_qp`` with the layer's options; ``warm_start`` as in ``solve_qp``."""
+        sol = solve_qp(Q, p, G, h, A, b, lb=lb, ub=ub, options=self.options, warm_start=warm_start)
         if self.strict:
             sol.raise_for_status()
         elif torch.compiler.is_compiling():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from optnet import ActiveSet
 from optnet_experiments.common import ConfigError
 from optnet_experiments.denoising.models import ModelConfig
 from optnet_experiments.denoising.models import build_model as build_denoiser
@@ -118,3 +119,18 @@ def test_sudoku_optnet_solution_satisfies_its_constraints():
         A = model.A
         torch.testing.assert_close(z @ A.T, (A @ model.z0).expand(4, -1), atol=1e-6, rtol=0)
     assert bool((z >= -1e-7).all())
+
+
+def test_sudoku_optnet_warm_started_from_a_cached_active_set():
+    # The benchmarks' warm start (optnet_benchmarks.warm_start): each puzzle's bounds cached.
+    torch.manual_seed(3)
+    model = SudokuOptNet(dtype=torch.float64)
+    puzzles = generate_sudoku(2, 6, seed=2).features.double()
+    with torch.no_grad():
+        cold = model.solve(puzzles)
+        cache = cold.active_set.lb.clone()
+        model.A.add_(1e-6 * torch.randn_like(model.A))  # one small training step
+        fresh = model.solve(puzzles)
+        warm = model.solve(puzzles, warm_start=ActiveSet(lb=cache))
+    assert int(warm.iterations.sum()) == 0 and int(fresh.iterations.min()) > 0
+    torch.testing.assert_close(warm.z, fresh.z, atol=1e-12, rtol=0)

@@ -41,3 +41,27 @@ def random_qp(
         A = randn(neq, n)
         b = (A @ z0.unsqueeze(-1)).squeeze(-1)
     return tuple(None if x is None else x.to(dtype) for x in (Q, p, G, h, A, b))
+
+
+def infeasible_qp(
+    batch: int | None, n: int, m: int, neq: int, *, bounds: bool = False, seed: int = 0
+):
+    """A strongly convex QP whose constraints are (mostly) inconsistent: (Q, p, G, h, A, b,
+    lb, ub) in float64, with ``h`` shifted down so that the rows of G contradict each other;
+    bounds ``[-U(0, 1), U(0, 1)]`` when ``bounds``. A/b are None when neq is 0."""
+    g = torch.Generator().manual_seed(seed)
+    lead = () if batch is None else (batch,)
+
+    def randn(*shape):
+        return torch.randn(*lead, *shape, generator=g, dtype=torch.float64)
+
+    M = randn(n, n)
+    Q = M @ M.mT / n + 0.1 * torch.eye(n, dtype=torch.float64)
+    p, G, h = randn(n), randn(m, n), randn(m) - 1.0
+    A = randn(neq, n) if neq else None
+    b = randn(neq) if neq else None
+    lb = ub = None
+    if bounds:
+        lb = -torch.rand(*lead, n, generator=g, dtype=torch.float64)
+        ub = torch.rand(*lead, n, generator=g, dtype=torch.float64)
+    return Q, p, G, h, A, b, lb, ub

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from optnet import SolverOptions
+from optnet import QPSolution, SolverOptions
 from optnet.nn import QPLayer
 
 from ..common import DTYPES, Checkpoint, ConfigError, ModelSpec, load_checkpoint, save_checkpoint
@@ -103,11 +103,14 @@ class SudokuOptNet(nn.Module):
 
     def forward(self, puzzles: torch.Tensor) -> torch.Tensor:
         """puzzles ``(B, side, side, side)`` one-hot (zeros where empty) -> relaxed board."""
-        batch = puzzles.shape[0]
-        p = -puzzles.reshape(batch, -1).to(self.Q.dtype)
+        return self.solve(puzzles).z.reshape(puzzles.shape).to(puzzles.dtype)
+
+    def solve(self, puzzles: torch.Tensor, *, warm_start=None) -> QPSolution:
+        """The QP's solution for ``puzzles`` (``z`` is the flattened board); ``warm_start`` as
+        in ``optnet.solve_qp``, e.g. ``ActiveSet(lb=...)`` cached per puzzle."""
+        p = -puzzles.reshape(puzzles.shape[0], -1).to(self.Q.dtype)
         b = self.A @ self.z0
-        z = self.qp(self.Q, p, A=self.A, b=b, lb=self.lb).z
-        return z.reshape(puzzles.shape).to(puzzles.dtype)
+        return self.qp(self.Q, p, A=self.A, b=b, lb=self.lb, warm_start=warm_start)
 
 
 def flat_directions(points: torch.Tensor, count: int) -> torch.Tensor:

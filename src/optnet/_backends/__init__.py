@@ -12,7 +12,8 @@ import logging
 import torch
 
 from .._ipm import IPMResult
-from .._ipm.polish import solve_from_active_set, where_tree
+from .._ipm.polish import solve_from_active_set
+from .._ipm.state import scatter_tree, where_tree
 from .._options import SolverOptions
 from .._problem import Problem
 from .._status import QPStatus
@@ -54,14 +55,21 @@ def solve(
 
     ``warm_active`` (B, m_all) bool, a guess of the active set (e.g. a previous solution's):
     problems whose active-set solution meets the stopping rule need no interior point; the
-    others are solved from scratch by the backend.
+    others are solved from scratch by the backend: on the ``batched`` backend only those
+    (a sub-batch), on the others the whole batch (their compiled graphs are cached per shape,
+    and a new sub-batch size would capture new ones).
     """
-    if warm_active is not None:
-        warm, taken = solve_from_active_set(problem, options, warm_active)
-        if bool(taken.all()):
-            return warm
+    if warm_active is None:
+        return _solve(problem, options)
+    warm, taken = solve_from_active_set(problem, options, warm_active)
+    if bool(taken.all()):
+        return warm
+    if not bool(taken.any()):
+        return _solve(problem, options)
+    if select(problem, options) != "batched":
         return where_tree(taken, warm, _solve(problem, options))
-    return _solve(problem, options)
+    rows = (~taken).nonzero().squeeze(-1)
+    return scatter_tree(warm, rows, _solve(problem.select(rows), options), problem.batch)
 
 
 def _solve(problem: Problem, options: SolverOptions) -> IPMResult:
@@ -69,6 +77,7 @@ def _solve(problem: Problem, options: SolverOptions) -> IPMResult:
     result = BACKENDS[name](problem, options)
     if result is None:  # the graphs could not be captured for this shape
         name, result = "batched", batched.solve(problem, options)
+    result = batched.resume(problem, options, result)
     if logger.isEnabledFor(logging.DEBUG):  # a host sync: only when asked for
         counts = {QPStatus(c).name: int(k) for c, k in enumerate(result.status.bincount()) if k}
         logger.debug("%s backend: %d problems, statuses %s", name, problem.batch, counts)

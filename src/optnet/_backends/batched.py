@@ -76,6 +76,6 @@ def _run_compacting(iteration: Iteration, state: IPMState) -> IPMState:
             rows = keep if rows is None else rows[keep]
             state = state.map(lambda x, keep=keep: x[keep])
             buffers = iteration.buffers
-            iteration = Iteration(full_problem.select(rows), options)
+            iteration = Iteration(full_problem.select(rows), options, handoff=iteration.handoff)
             iteration.buffers = buffers  # the smaller batch reuses the memory
     return state if rows is None else full_state.scatter(state, rows)

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from .._ipm import IPMResult, IPMState, Iteration, finish, initial_state
+from .._ipm.state import map_tensors
 from .._options import SolverOptions
 from .._problem import Problem
 
@@ -37,16 +38,6 @@ def worth_capturing(problem: Problem) -> bool:
     """Whether the solve is small enough to be launch-bound (see MAX_GRAPHED_ENTRIES)."""
     rows = problem.n + problem.m_all + (0 if problem.A is None else problem.A.shape[-2])
     return problem.batch * problem.n * rows <= MAX_GRAPHED_ENTRIES
-
-
-def map_tensors(obj: Any, fn) -> Any:
-    """Apply ``fn`` to every tensor inside nested dataclasses (other leaves are kept)."""
-    if isinstance(obj, torch.Tensor):
-        return fn(obj)
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        changes = {f.name: map_tensors(getattr(obj, f.name), fn) for f in dataclasses.fields(obj)}
-        return dataclasses.replace(obj, **changes)
-    return obj
 
 
 def _copy_into(dst: Any, src: Any) -> None:
