@@ -14,9 +14,9 @@ import torch
 
 from ..cli import add_command, reports_errors
 from ..common import DTYPES, can_plot, resolve_device
-from .models import MODEL_KINDS, load_model
+from .models import DEFAULT_CENTER, MODEL_KINDS, QP_PARAMETERS, load_model
 from .plots import plot_examples
-from .train import TrainConfig, checkpoint_test_set, evaluate, train
+from .train import LR_SCHEDULES, TrainConfig, checkpoint_test_set, evaluate, train
 
 _command = reports_errors("optnet denoise")
 
@@ -26,7 +26,8 @@ def register(subparsers) -> None:
     parser = add_command(
         subparsers, "denoise", help="total-variation denoising (paper sec. 5.3)",
         description="Total-variation denoising of piecewise-constant signals (OptNet paper, "
-        "section 5.3): train fc, tv, optnet or optnet-tv, evaluate or compare checkpoints.",
+        "section 5.3): train fc, tv, optnet, optnet-tv or optnet-qp-tv (the general QP layer "
+        "started at TV), evaluate or compare checkpoints.",
     )  # fmt: skip
     sub = parser.add_subparsers(dest="denoise_command", required=True)
 
@@ -40,7 +41,12 @@ def register(subparsers) -> None:
     train.add_argument("--batch-size", type=int, default=100, help="signals per batch")
     train.add_argument(
         "--lr", type=float, default=None,
-        help="Adam learning rate (default: fc 1e-3, optnet 1e-2, optnet-tv 1e-4)",
+        help="Adam learning rate (default: fc 1e-3, optnet 1e-2, optnet-tv 1e-4, "
+        "optnet-qp-tv 2e-4)",
+    )  # fmt: skip
+    train.add_argument(
+        "--lr-schedule", choices=LR_SCHEDULES, default="constant",
+        help="cosine: from --lr to 0 over the epochs, or over --time-limit when that ends first",
     )  # fmt: skip
     train.add_argument(
         "--l1", type=float, default=None,
@@ -48,7 +54,22 @@ def register(subparsers) -> None:
     )  # fmt: skip
     train.add_argument(
         "--lam", type=float, default=None,
-        help="TV weight of tv/optnet-tv (default: grid search on training data); optnet uses 1",
+        help="TV weight of tv/optnet-tv/optnet-qp-tv (default: grid search on training data); "
+        "optnet uses 1",
+    )  # fmt: skip
+    train.add_argument(
+        "--learn", default=",".join(QP_PARAMETERS),
+        help="optnet-qp-tv: the QP parameters learned, comma-separated (Q: its factor F, "
+        "p: the affine map y -> p, G, h); the others stay at their TV values",
+    )  # fmt: skip
+    train.add_argument(
+        "--center", type=float, default=DEFAULT_CENTER,
+        help="optnet-qp-tv: the constant c signals are measured from (x = c + z_x, "
+        "p = W (y - c) + p0); 0 for the plain variables",
+    )  # fmt: skip
+    train.add_argument(
+        "--eps", type=float, default=0.0,
+        help="optnet-qp-tv: the ridge of Q = F F' + eps I (0: the start is exactly TV)",
     )  # fmt: skip
     train.add_argument(
         "--lambda-grid", type=float, nargs=3, default=[0, 100, 1],
@@ -105,6 +126,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         max_iter=args.max_iter,
         time_limit=args.time_limit,
         device=args.device,
+        lr_schedule=args.lr_schedule,
+        learn=args.learn,
+        center=args.center,
+        eps=args.eps,
     )
     result = train(config, on_record=lambda r: print(json.dumps(r), flush=True))
     summary = {
@@ -143,11 +168,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         rows.append(
             {"model": config.kind, "checkpoint": str(path), "test_mse": mse, "unsolved": unsolved}
         )
+        label = config.kind if config.kind not in outputs else f"{config.kind} ({path.parent.name})"
         with torch.no_grad():
-            outputs[config.kind] = model(noisy[: args.examples].to(device)).cpu()
-    print(f"{'model':<12}{'test MSE':>10}")
+            outputs[label] = model(noisy[: args.examples].to(device)).cpu()
+    print(f"{'model':<14}{'test MSE':>10}")
     for row in rows:
-        print(f"{row['model']:<12}{row['test_mse']:>10.2f}")
+        print(f"{row['model']:<14}{row['test_mse']:>10.2f}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.json").write_text(json.dumps(rows, indent=1))

@@ -1,15 +1,16 @@
 """Training and evaluation of the denoising models, and the TV baseline's lambda grid.
 
 ``train(TrainConfig)`` is one whole run (what ``optnet denoise train`` does): the data set,
-the grid search (tv, optnet-tv without ``lam``), then the epochs, writing into ``out``:
-``history.jsonl`` (grid records, then one record per epoch, epoch 0 being the initial model),
-``model.pt`` (the last epoch's), ``best.pt`` (the epoch with the lowest test MSE) and the
-plots.
+the grid search (tv, optnet-tv, optnet-qp-tv without ``lam``), then the epochs, writing into
+``out``: ``history.jsonl`` (grid records, then one record per epoch, epoch 0 being the initial
+model), ``model.pt`` (the last epoch's), ``best.pt`` (the epoch with the lowest test MSE) and
+the plots.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from torch import nn
 from ..common import (
     DTYPES,
     Checkpoint,
+    ConfigError,
     JsonLines,
     can_plot,
     fit,
@@ -30,13 +32,25 @@ from ..common import (
     seed_everything,
 )
 from .data import DenoisingData, make_dataset
-from .models import ModelConfig, TVDenoiser, build_model, difference_matrix, model_spec
+from .models import (
+    DEFAULT_CENTER,
+    QP_PARAMETERS,
+    ModelConfig,
+    QPDenoiser,
+    TVDenoiser,
+    build_model,
+    difference_matrix,
+    model_spec,
+)
 from .plots import plot_run
 
 logger = logging.getLogger("optnet")
 
 _CPU = torch.device("cpu")
-DEFAULT_LR = {"fc": 1e-3, "optnet": 1e-2, "optnet-tv": 1e-4}
+DEFAULT_LR = {"fc": 1e-3, "optnet": 1e-2, "optnet-tv": 1e-4, "optnet-qp-tv": 2e-4}
+# The kinds that start at the TV solution: without --lam they take the grid search's lambda.
+TV_STARTED = ("tv", "optnet-tv", "optnet-qp-tv")
+LR_SCHEDULES = ("constant", "cosine")
 # The metric that picks best.pt. There is no validation split (the paper's setting): this is
 # the test set's, so best.pt's test MSE is an optimistic estimate; model.pt is the last epoch.
 MONITOR = "test_mse"
@@ -107,6 +121,25 @@ def d_penalty(model: nn.Module) -> torch.Tensor:
     return torch.zeros(())
 
 
+def lr_factor(schedule: str, done: float) -> float:
+    """The learning rate's factor after the fraction ``done`` of the run: 1 (constant), or a
+    cosine from 1 to 0."""
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(max(done, 0.0), 1.0)))
+    raise ConfigError(f"lr schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
+
+
+def parameter_moves(model: nn.Module, start: dict[str, torch.Tensor]) -> dict[str, float]:
+    """``moved_<name>``: the Frobenius norm of each learned parameter's change since ``start``."""
+    return {
+        f"moved_{name}": float((value.detach() - start[name]).norm())
+        for name, value in model.named_parameters()
+        if name in start
+    }
+
+
 def train_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -139,13 +172,17 @@ class TrainConfig:
     batch_size: int = 100
     lr: float | None = None  # None: DEFAULT_LR[model]
     l1: float | None = None  # None: 0.1 for optnet, else 0
-    lam: float | None = None  # tv/optnet-tv; None: grid search; optnet always uses 1
+    lam: float | None = None  # tv/optnet-tv/optnet-qp-tv; None: grid search; optnet uses 1
     lambda_grid: tuple[float, float, float] = (0.0, 100.0, 1.0)
     grid_signals: int | None = None  # None: all training signals
     dtype: str = "float64"  # of the QP models
     max_iter: int = 50
     time_limit: float | None = None
     device: str = "cpu"
+    lr_schedule: str = "constant"  # or "cosine": to 0 over the epochs (or the time limit)
+    learn: str = ",".join(QP_PARAMETERS)  # optnet-qp-tv: the learned groups
+    center: float = DEFAULT_CENTER  # optnet-qp-tv: see QPDenoiser
+    eps: float = 0.0  # optnet-qp-tv: the ridge of Q
 
 
 @dataclass(frozen=True)
@@ -166,7 +203,7 @@ class RunPaths:
 class TrainResult:
     records: list[dict[str, Any]]  # one per epoch, from epoch 0 (the initial model)
     grid_records: list[dict[str, Any]] | None  # one per lambda of the grid search
-    lam: float | None  # the TV weight used (tv, optnet-tv) or 1 (optnet); None for fc
+    lam: float | None  # the TV weight used (the TV-started kinds) or 1 (optnet); None for fc
     best_epoch: int | None
     seconds: float
     paths: RunPaths
@@ -189,7 +226,7 @@ def train(
 
     lam = 1.0 if config.model == "optnet" else config.lam
     grid_records = None
-    if config.model in ("tv", "optnet-tv") and lam is None:
+    if config.model in TV_STARTED and lam is None:
         n_grid = config.grid_signals or len(data.train_clean)
         lam, grid_records = tv_grid_search(
             data.train_clean[:n_grid],
@@ -207,13 +244,22 @@ def train(
         lam=1.0 if lam is None else lam,
         dtype=config.dtype,
         max_iter=config.max_iter,
+        learn=config.learn,
+        eps=config.eps,
+        center=config.center,
     )
     model = build_model(model_config, seed=config.seed).to(device)
     trains = config.model != "tv"
+    lr_factor(config.lr_schedule, 0.0)  # an unknown schedule fails before any work
     if trains:
+        if not any(True for _ in model.parameters()):
+            raise ConfigError(f"--learn {config.learn!r} leaves {config.model} nothing to learn")
         lr = config.lr if config.lr is not None else DEFAULT_LR[config.model]
         l1 = config.l1 if config.l1 is not None else (0.1 if config.model == "optnet" else 0.0)
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    start_weights = {name: v.detach().clone() for name, v in model.named_parameters()}
+    n_batches = math.ceil(len(data.train_clean) / config.batch_size)
+    steps = [0]  # Adam steps taken so far
 
     def run_epoch(epoch: int, wrap) -> dict[str, Any]:
         train_mse, unsolved = None, 0
@@ -223,9 +269,15 @@ def train(
         else:
             total = 0.0
             for idx in wrap(batches(len(data.train_clean), config.batch_size, generator)):
+                done = steps[0] / (n_batches * config.epochs)
+                if config.time_limit:  # a run cut by its time limit still ends its decay
+                    done = max(done, (time.perf_counter() - start) / config.time_limit)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr * lr_factor(config.lr_schedule, done)
                 clean, noisy = data.train_clean[idx].to(device), data.train_noisy[idx].to(device)
                 total += train_step(model, optimizer, clean, noisy, l1=l1) * len(idx)
                 unsolved += getattr(model, "last_unsolved", 0)
+                steps[0] += 1
             train_mse = total / len(data.train_clean)
         seconds = time.perf_counter() - start  # before this epoch's test pass
         test_mse, test_unsolved = evaluate(
@@ -236,6 +288,10 @@ def train(
         record["seconds"] = seconds
         if isinstance(model, TVDenoiser):
             record["D_l1"] = float(model.D.detach().abs().sum())
+        if isinstance(model, QPDenoiser):
+            record.update(parameter_moves(model, start_weights))
+        if trains:
+            record["lr"] = optimizer.param_groups[0]["lr"]
         return record
 
     data_info = {"data_seed": config.data_seed, "n_train": config.n_train, "n_test": config.n_test}
