@@ -32,9 +32,9 @@ from .stopping import convergence
 # same with 1, 2 and 5 rounds).
 MAX_POLISH_ROUNDS = 5
 CAPTURED_POLISH_ROUNDS = {torch.float64: 2, torch.float32: 5}
-# A warm start's guess gets one correction: a guess that is still wrong after it is solved
-# from scratch, so more rounds would only add to the cost of a miss (measured in a Sudoku
-# training loop: an all-wrong guess with 5 rounds cost half a cold solve).
+# A warm start's guess gets one correction round; a guess still wrong then is solved from
+# scratch, and more rounds would only add to the cost of a miss (measured in a Sudoku training
+# loop: an all-wrong guess with 5 rounds cost half a cold solve).
 WARM_START_ROUNDS = 2
 
 
