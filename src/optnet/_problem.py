@@ -40,6 +40,15 @@ def inf_norm(x: torch.Tensor) -> torch.Tensor:
     return x.abs().amax(-1)
 
 
+def split_blocks(rows: torch.Tensor, sizes) -> tuple[torch.Tensor | None, ...]:
+    """Consecutive slices of the last dimension of ``rows``, one per size (None: absent)."""
+    out, start = [], 0
+    for size in sizes:
+        out.append(None if size is None else rows[..., start : start + size])
+        start += size or 0
+    return tuple(out)
+
+
 def _neg(x):
     return None if x is None else -x
 
@@ -135,15 +144,9 @@ class Problem:
 
     def split_rows(self, rows: torch.Tensor):
         """Split a stacked ``(B, m_all)`` tensor into its (G, lb, ub) parts (None if absent)."""
-        out, start = [], 0
-        for block, size in ((self.G, None), (self.lb, self.n), (self.ub, self.n)):
-            if block is None:
-                out.append(None)
-                continue
-            size = block.shape[-2] if size is None else size
-            out.append(rows[..., start : start + size])
-            start += size
-        return tuple(out)
+        m = None if self.G is None else self.G.shape[-2]
+        sizes = (m, None if self.lb is None else self.n, None if self.ub is None else self.n)
+        return split_blocks(rows, sizes)
 
     def ineq(self, z: torch.Tensor) -> torch.Tensor:
         """C z, shape (B, m_all)."""

@@ -11,8 +11,9 @@ from ._autograd import QPFunction
 from ._closest import closest_feasible
 from ._custom_op import FACTOR_FIELDS
 from ._options import SolverOptions
+from ._problem import split_blocks
 from ._solution import OUTPUT_FIELDS, ActiveSet, QPSolution
-from ._validate import ProblemShape, block_sizes, validate_inputs, validate_warm_start
+from ._validate import block_sizes, validate_inputs, validate_warm_start
 
 
 def solve_qp(
@@ -74,19 +75,11 @@ def solve_qp(
         outputs = QPFunction.apply(*args)
     fields = _custom_op.solution_fields(outputs[: len(OUTPUT_FIELDS)], G, A, lb, ub)
     active = outputs[len(OUTPUT_FIELDS) + FACTOR_FIELDS.index("active")] > 0
-    blocks = dict(zip(("ineq", "lb", "ub"), _split_rows(active, shape, G, lb, ub)))
+    sizes = block_sizes(shape, G, lb, ub)
+    blocks = dict(zip(sizes, split_blocks(active, sizes.values())))
     unbatched = shape.batch is None
     sol = QPSolution.from_outputs(fields, unbatched=unbatched, active_set=ActiveSet(**blocks))
     if options.infeasible == "closest":
         phases = dataclasses.replace(options, infeasible="status")
         sol = closest_feasible(solve_qp, (Q, p, G, h, A, b, lb, ub), sol, phases)
     return sol
-
-
-def _split_rows(rows: torch.Tensor, shape: ProblemShape, G, lb, ub):
-    """The (G, lb, ub) blocks of stacked rows ``(B, m_all)`` (None where absent)."""
-    out, start = [], 0
-    for size in block_sizes(shape, G, lb, ub).values():
-        out.append(None if size is None else rows[..., start : start + size])
-        start += size or 0
-    return out

@@ -122,7 +122,9 @@ def active_set_rounds(
             break
         rows = pending.nonzero().squeeze(-1)
         shared = penalty.shape[0] == 1  # as the problem's shared data are
-        part = (problem.select(rows), exact.select(rows), penalty if shared else penalty[rows])
+        sub = problem.select(rows)
+        sub_exact = sub if exact is problem else exact.select(rows)
+        part = (sub, sub_exact, penalty if shared else penalty[rows])
         new_point, f, converged, corrected = _round(
             *part, active[rows], eligible[rows], reg[rows], eps_abs, eps_rel
         )
