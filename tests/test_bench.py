@@ -149,9 +149,9 @@ def test_cpu_only_peer_refuses_cuda_when_installed(monkeypatch):
 
 
 def test_optnet_peers_solve_with_their_backends():
-    assert "optnet-fused" not in PEERS  # the fused kernel is retired
-    for name, backend in (("optnet", "auto"), ("optnet-batched", "batched"),
-                          ("optnet-compiled", "compiled")):  # fmt: skip
+    # the fused kernel and the torch.compile'd iteration are retired
+    assert "optnet-fused" not in PEERS and "optnet-compiled" not in PEERS
+    for name, backend in (("optnet", "auto"), ("optnet-batched", "batched")):
         options = PEERS[name](max_iter=7).options(1e-6)
         assert options.backend == backend, name
         assert (options.eps_abs, options.eps_rel, options.max_iter) == (1e-6, 1e-6, 7)

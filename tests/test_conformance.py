@@ -2,8 +2,7 @@
 
 Each backend of ``optnet._backends.BACKENDS`` (and Ruiz equilibration, which changes the data
 the iterations see) must give the reference's solution and duals, and the exact gradient at a
-known solution. On CPU the graphed backend runs its eager twin and the compiled one compiles
-the iteration with torch.compile (about a minute per problem shape, so it gets one shape).
+known solution. On CPU the graphed backend runs its eager twin.
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ CASES = [(0, 0), (12, 0), (0, 3), (12, 3), (30, 6)]  # (m, neq) for n = 10
 # Every way to run the algorithm: the backends, and the batched one on equilibrated data.
 CONFIGS = {name: optnet.SolverOptions(backend=name) for name in BACKENDS}
 CONFIGS["batched+equilibrate"] = optnet.SolverOptions(backend="batched", equilibrate=True)
-CHEAP = [name for name in CONFIGS if name != "compiled"]
 
 
 def test_every_backend_is_covered():
@@ -60,7 +58,7 @@ def _check_against_reference(sol, inputs, dtype, batch):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("batch", [None, 1, 5])
 @pytest.mark.parametrize("m,neq", CASES)
-@pytest.mark.parametrize("config", CHEAP)
+@pytest.mark.parametrize("config", list(CONFIGS))
 def test_matches_reference_solver(config, m, neq, batch, dtype, request):
     if dtype == torch.float32 and (m, neq) == (30, 6):
         # Known weakness: these problems have inactive rows with slack ~6e-4, too close to
@@ -99,7 +97,7 @@ def test_mixed_batching_infinite_rows_and_bounds(config):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("config", CHEAP)
+@pytest.mark.parametrize("config", list(CONFIGS))
 def test_exact_gradients_at_known_solution(config, dtype):
     (Q, p, G, h, A, b), (z, lam, nu, s) = known_solution_problem(6, 10, 14, 3, seed=5)
     w = torch.randn(6, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(2))

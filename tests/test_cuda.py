@@ -12,7 +12,7 @@ pytestmark = pytest.mark.gpu
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("backend", ["graphed", "batched", "compiled"])
+@pytest.mark.parametrize("backend", ["graphed", "batched"])
 def test_cuda_matches_cpu(dtype, backend):
     data = random_qp(16, 20, 30, 5, dtype=dtype, seed=0)
     options = optnet.SolverOptions(backend=backend)

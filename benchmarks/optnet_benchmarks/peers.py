@@ -96,16 +96,6 @@ class OptNetBatchedPeer(OptNetPeer):
     backend = "batched"
 
 
-class OptNetCompiledPeer(OptNetPeer):
-    """optnet with ``SolverOptions(backend="compiled")``: the iteration fused by torch.compile.
-
-    The compilation (tens of seconds per shape) happens in the warm-up calls, not the timed ones.
-    """
-
-    name = "optnet-compiled"
-    backend = "compiled"
-
-
 def qpth_function():
     """qpth's ``QPFunction`` class.
 
@@ -290,7 +280,6 @@ class MoreauActiveSetPeer(MoreauPeer):
 PEERS: dict[str, type[Peer]] = {
     "optnet": OptNetPeer,
     "optnet-batched": OptNetBatchedPeer,
-    "optnet-compiled": OptNetCompiledPeer,
     "qpth": QpthPeer,
     "qplayer": QPLayerPeer,
     "cvxpylayers": CvxpyLayersPeer,

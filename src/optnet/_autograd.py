@@ -74,6 +74,7 @@ class QPFunction(torch.autograd.Function):
         ctx.dtype = options["compute_dtype"] or tensors[1].dtype
         ctx.device_type = tensors[1].device.type
         ctx.batch = _custom_op.batch_size(tensors)
+        ctx.backend = options["backend"]
         ctx.input_dims = [None if x is None else x.dim() for x in tensors]
         fields = dict(zip(OUTPUT_FIELDS, output))
         differentiable = [fields[name] for name in DIFFERENTIABLE_FIELDS]
@@ -105,7 +106,7 @@ class QPFunction(torch.autograd.Function):
         parts = zip(("lam", "lam_lb", "lam_ub"), problem.split_rows(lam))
         g_lam = stack_rows(problem, [None if x is None else cotangent(f, x) for f, x in parts], z)
         g_nu = None if nu is None else cotangent("nu", nu)
-        d_z, y, d_nu = ActiveSolve.apply(ctx.batch, *cast, *factor, g_z, g_lam, g_nu)
+        d_z, y, d_nu = ActiveSolve.apply(ctx.batch, ctx.backend, *cast, *factor, g_z, g_lam, g_nu)
         adj = _implicit.Adjoint(d_z, y, None if nu is None else d_nu)
         param = _implicit.parameter_gradients(problem, adj, z, lam, nu, needed)
         out = [
@@ -154,17 +155,19 @@ class ActiveSolve(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(batch, Q, p, G, h, A, b, lb, ub, *rest):
+    def forward(batch, backend, Q, p, G, h, A, b, lb, ub, *rest):
         factor, (r1, r_lam, r2) = rest[:_N_FACTOR], rest[_N_FACTOR:]
-        return _custom_op.solve_active_op(Q, p, G, h, A, b, lb, ub, list(factor), r1, r_lam, r2)
+        return _custom_op.solve_active_op(
+            Q, p, G, h, A, b, lb, ub, list(factor), r1, r_lam, r2, backend
+        )
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        ctx.batch = inputs[0]
-        ctx.device_type = inputs[2].device.type
-        ctx.input_dims = [None if x is None else x.dim() for x in inputs[1 : 1 + _N_IN]]
+        ctx.batch, ctx.backend = inputs[:2]
+        ctx.device_type = inputs[3].device.type
+        ctx.input_dims = [None if x is None else x.dim() for x in inputs[2 : 2 + _N_IN]]
         ctx.has_eq = inputs[-1] is not None
-        saved = (*inputs[1 : 1 + _N_IN + _N_FACTOR], *output)
+        saved = (*inputs[2 : 2 + _N_IN + _N_FACTOR], *output)
         ctx.save_for_backward(*saved)
         ctx.save_for_forward(*saved)
         ctx.set_materialize_grads(False)
@@ -178,11 +181,11 @@ class ActiveSolve(torch.autograd.Function):
         g_y = None if y is None else _or_zeros(g_y, y)
         # K is symmetric: the adjoint is a solve with K, itself differentiable.
         a_x, a_lam, a_y = ActiveSolve.apply(
-            ctx.batch, *data, *factor, _or_zeros(g_x, x), _or_zeros(g_lam, lam), g_y
+            ctx.batch, ctx.backend, *data, *factor, _or_zeros(g_x, x), _or_zeros(g_lam, lam), g_y
         )
         a_y = None if y is None else a_y
         # Of the data, K depends on Q, G and A only: their gradients are the QP's formulas.
-        needs = dict(zip(INPUT_NAMES, ctx.needs_input_grad[1:]))
+        needs = dict(zip(INPUT_NAMES, ctx.needs_input_grad[2:]))
         needed = {name: needs[name] and name in ("Q", "G", "A") for name in INPUT_NAMES}
         adj = _implicit.Adjoint(a_x, a_lam, a_y)
         param = _implicit.parameter_gradients(problem, adj, x, lam, y, needed)
@@ -190,14 +193,14 @@ class ActiveSolve(torch.autograd.Function):
             None if param[name] is None else reduce_to_batch_of_input(param[name], dim)
             for name, dim in zip(INPUT_NAMES, ctx.input_dims)
         ]
-        return (None, *grads, *(None,) * _N_FACTOR, a_x, a_lam, a_y)
+        return (None, None, *grads, *(None,) * _N_FACTOR, a_x, a_lam, a_y)
 
     @staticmethod
     @_outside_autocast
     def jvp(ctx, *tangents):
         data, factor, (x, lam, y), problem = _unpack_solve(ctx)
-        t = dict(zip(INPUT_NAMES, tangents[1 : 1 + _N_IN]))
-        r1, r_lam, r2 = tangents[1 + _N_IN + _N_FACTOR :]
+        t = dict(zip(INPUT_NAMES, tangents[2 : 2 + _N_IN]))
+        r1, r_lam, r2 = tangents[2 + _N_IN + _N_FACTOR :]
         y = y if ctx.has_eq else None
         r2 = None if y is None else _or_zeros(r2, y)
         f = _custom_op.active_factor(problem, factor)

@@ -254,34 +254,45 @@ def solve_active_op(
     r1: Tensor,
     r_lam: Tensor,
     r2: Tensor | None,
+    backend: str = "auto",
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``_kkt.solve_active`` with the factor of ``solve_qp_op``: (x, lam, y), y (B, 0) if absent.
 
     The data (in the factor's dtype) give the exact system that the refinement solves.
+    ``backend`` is the forward's option: where its iterations were replayed from CUDA graphs,
+    so is this solve (``_backends.replay_derivative``).
     """
     problem = Problem.from_inputs(Q, p, G, h, A, b, lb, ub, r1.shape[0])
+    tensors = (Q, p, G, h, A, b, lb, ub, *factor, r1, r_lam, r2)
     with torch.autocast(p.device.type, enabled=False):
-        x, lam, y = _kkt.solve_active(active_factor(problem, factor), r1, r_lam, r2)
-    y = x.new_zeros(x.shape[0], 0) if y is None else y
+        x, lam, y = _backends.replay_derivative(problem, backend, _solve_active, tensors)
     return x.contiguous(), lam.contiguous(), y.contiguous()
 
 
+def _solve_active(Q, p, G, h, A, b, lb, ub, *rest) -> tuple[Tensor, Tensor, Tensor]:
+    """The kernel of ``solve_active_op``, a function of tensors only (it may be replayed)."""
+    factor, (r1, r_lam, r2) = rest[: len(FACTOR_FIELDS)], rest[len(FACTOR_FIELDS) :]
+    problem = Problem.from_inputs(Q, p, G, h, A, b, lb, ub, r1.shape[0])
+    x, lam, y = _kkt.solve_active(active_factor(problem, factor), r1, r_lam, r2)
+    return x, lam, x.new_zeros(x.shape[0], 0) if y is None else y
+
+
 @torch.library.register_fake(solve_active_op)
-def _(Q, p, G, h, A, b, lb, ub, factor, r1, r_lam, r2):
+def _(Q, p, G, h, A, b, lb, ub, factor, r1, r_lam, r2, backend="auto"):
     neq = 0 if r2 is None else r2.shape[-1]
     return torch.empty_like(r1), torch.empty_like(r_lam), r1.new_empty(r1.shape[0], neq)
 
 
 @torch.library.register_vmap(solve_active_op)
 def _(info, in_dims, *args):
-    data, factor, rhs = args[:8], args[8], args[9:]
+    data, factor, rhs, backend = args[:8], args[8], args[9:12], args[12:]
     # The factor and the right-hand sides always have the batch dimension.
     tensors = (*data, *factor, *rhs)
     cores = (*CORE_DIMS, *(x.dim() - 1 - (d is not None) for x, d in zip(factor, in_dims[8])),
              1, 1, 1)  # fmt: skip
-    folded, lead = _fold(info, (*in_dims[:8], *in_dims[8], *in_dims[9:]), tensors, cores)
+    folded, lead = _fold(info, (*in_dims[:8], *in_dims[8], *in_dims[9:12]), tensors, cores)
     data, factor, rhs = folded[:8], folded[8:-3], folded[-3:]
-    return _unfold(info, solve_active_op(*data, factor, *rhs), lead)
+    return _unfold(info, solve_active_op(*data, factor, *rhs, *backend), lead)
 
 
 def _fold(info, in_dims, tensors, cores):

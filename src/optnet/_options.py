@@ -42,10 +42,7 @@ class SolverOptions:
             and ``"batched"`` otherwise. ``"batched"``: tensor operations over the whole batch,
             launched from Python each iteration. ``"graphed"``: the same iteration captured as
             CUDA graphs cached per problem shape (on CPU its eager twin runs, for testing).
-            ``"compiled"``: ``"graphed"`` with the iteration fused by ``torch.compile`` (about
-            6x fewer kernels; 20-60 s of compilation per new problem shape, worth it in
-            training loops that solve one shape many times). ``equilibrate`` runs on
-            ``"batched"`` only.
+            ``equilibrate`` runs on ``"batched"`` only.
         infeasible: what a problem with inconsistent constraints returns. ``"status"``
             (default): status ``PRIMAL_INFEASIBLE`` with a certificate, zero gradients.
             ``"closest"``: the solution of the closest feasible problem, differentiable, with

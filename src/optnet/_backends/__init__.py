@@ -25,7 +25,6 @@ logger = logging.getLogger("optnet")
 BACKENDS = {
     "batched": batched.solve,
     "graphed": graphed.solve,
-    "compiled": graphed.solve_compiled,
 }
 
 
@@ -48,6 +47,19 @@ def select(problem: Problem, options: SolverOptions) -> str:
     return "batched"
 
 
+def replay_derivative(problem: Problem, backend: str, kernel, tensors) -> tuple:
+    """``kernel(*tensors)``, a derivative's solve with the polish's factor for ``problem``.
+
+    Replayed from a CUDA graph where the forward's backend replays its iterations (``backend``
+    is the forward's option): launched from Python its refinement is hundreds of tiny kernels.
+    """
+    if select(problem, SolverOptions(backend=backend)) != "batched":
+        out = graphed.replay(kernel, tensors)
+        if out is not None:
+            return out
+    return kernel(*tensors)
+
+
 def solve(
     problem: Problem, options: SolverOptions, warm_active: torch.Tensor | None = None
 ) -> IPMResult:
@@ -56,7 +68,7 @@ def solve(
     ``warm_active`` (B, m_all) bool, a guess of the active set (e.g. a previous solution's):
     problems whose active-set solution meets the stopping rule need no interior point; the
     others are solved from scratch by the backend: on the ``batched`` backend only those
-    (a sub-batch), on the others the whole batch (their compiled graphs are cached per shape,
+    (a sub-batch), on the others the whole batch (their captured graphs are cached per shape,
     and a new sub-batch size would capture new ones).
     """
     if warm_active is None:

@@ -7,7 +7,6 @@ captured once as three graphs sharing static buffers: the starting point, a chun
 copies its data into the static buffers, replays the graphs (the host reads the convergence
 flags only between chunks) and returns copies of the results, so callers never share memory.
 
-The ``compiled`` variant also fuses the iteration's elementwise work with ``torch.compile``.
 On CPU nothing is captured: the same buffer plumbing runs eagerly (the CPU-testable twin).
 """
 
@@ -17,7 +16,6 @@ import dataclasses
 import logging
 import math
 from collections import OrderedDict
-from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -67,33 +65,38 @@ class _Replayable:
             self.graph.replay()
 
 
+def _eager_first(body, capture: bool) -> None:
+    """Run ``body()`` once eagerly before its capture: on a side stream when capturing, as capture
+    requires, so that library handles and workspaces are created outside the graph."""
+    if not capture:
+        body()
+        return
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        body()
+    torch.cuda.current_stream().wait_stream(side)
+
+
 class CapturedSolve:
     """Static buffers for one problem shape and the three replayable parts of a solve."""
 
-    def __init__(
-        self, problem: Problem, options: SolverOptions, chunk: int, capture: bool, compiled: bool
-    ):
+    def __init__(self, problem: Problem, options: SolverOptions, chunk: int, capture: bool):
         self.options, self.chunk = options, chunk
         self.problem = map_tensors(problem, torch.clone)
         self.iteration = Iteration(self.problem, options)
         self.iteration.captured = capture
-        self._advance = self._advance_chunk
-        if compiled:
-            self._advance = torch.compile(self._advance_chunk, dynamic=False)
-        # One eager pass allocates the static state and result, and (on a side stream, as
-        # capture requires) creates library handles and workspaces.
-        side = torch.cuda.Stream() if capture else None
-        if side is not None:
-            side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side) if side is not None else nullcontext():
+
+        # One eager pass allocates the static state and result.
+        def first_pass():
             self.state = initial_state(self.problem, options)
-            self.result = finish(self.iteration, self._advance())
-        if side is not None:
-            torch.cuda.current_stream().wait_stream(side)
+            self.result = finish(self.iteration, self._advance_chunk())
+
+        _eager_first(first_pass, capture)
         self.start = _Replayable(
             lambda: _copy_into(self.state, initial_state(self.problem, options)), capture
         )
-        self.step = _Replayable(lambda: _copy_into(self.state, self._advance()), capture)
+        self.step = _Replayable(lambda: _copy_into(self.state, self._advance_chunk()), capture)
         self.end = _Replayable(
             lambda: _copy_into(self.result, finish(self.iteration, self.state)), capture
         )
@@ -115,21 +118,68 @@ class CapturedSolve:
         return map_tensors(self.result, torch.clone)
 
 
-_cache: OrderedDict[tuple, CapturedSolve] = OrderedDict()
+class CapturedFunction:
+    """``fn`` of a fixed list of tensors (None allowed) recorded once with static input and output
+    buffers; ``fn`` returns a tuple of tensors and must not read data on the host."""
+
+    def __init__(self, fn, tensors, capture: bool):
+        self.inputs = [None if t is None else t.clone() for t in tensors]
+
+        def first_pass():
+            self.outputs = fn(*self.inputs)
+
+        _eager_first(first_pass, capture)
+
+        def body():
+            for out, new in zip(self.outputs, fn(*self.inputs)):
+                out.copy_(new)
+
+        self.call = _Replayable(body, capture)
+
+    def run(self, tensors) -> tuple:
+        for static, t in zip(self.inputs, tensors):
+            if static is not None:
+                static.copy_(t)
+        self.call.replay()
+        return tuple(out.clone() for out in self.outputs)
 
 
-def _key(problem: Problem, options: SolverOptions, chunk: int, compiled: bool) -> tuple:
+# Captured solves, and captured functions (the derivatives' solves), each at most _CACHE_SIZE.
+_solves: OrderedDict[tuple, CapturedSolve] = OrderedDict()
+_functions: OrderedDict[tuple, CapturedFunction] = OrderedDict()
+_uncapturable: set[tuple] = set()
+
+
+def _cached(cache: OrderedDict, key: tuple, make, capture: bool):
+    """``cache[key]``, made by ``make()`` on first use; None when capture fails (remembered)."""
+    if key in _uncapturable:
+        return None
+    captured = cache.pop(key, None)
+    if captured is None:
+        try:
+            captured = make()
+        except RuntimeError as err:  # stream capture invalidated by a non-capturable kernel
+            if not capture:
+                raise
+            logger.warning("optnet: CUDA graph capture failed (%s); running eagerly", err)
+            _uncapturable.add(key)
+            torch.cuda.synchronize()
+            return None
+    cache[key] = captured
+    while len(cache) > _CACHE_SIZE:
+        cache.popitem(last=False)
+    return captured
+
+
+def _key(problem: Problem, options: SolverOptions, chunk: int) -> tuple:
     shapes = []
     map_tensors(problem, lambda t: shapes.append(tuple(t.shape)))
     absent = tuple(getattr(problem, f.name) is None for f in dataclasses.fields(problem))
     device = problem.p.device
-    return (tuple(shapes), absent, problem.batch, problem.p.dtype, device, options, chunk, compiled)
+    return (tuple(shapes), absent, problem.batch, problem.p.dtype, device, options, chunk)
 
 
-_uncapturable: set[tuple] = set()
-
-
-def solve(problem: Problem, options: SolverOptions, compiled: bool = False) -> IPMResult | None:
+def solve(problem: Problem, options: SolverOptions) -> IPMResult | None:
     """The whole interior-point solve through cached CUDA graphs (eagerly on CPU).
 
     Returns None when this shape cannot be captured (a library routine refused stream
@@ -137,25 +187,23 @@ def solve(problem: Problem, options: SolverOptions, compiled: bool = False) -> I
     """
     chunk = options.host_check_period(problem.p.device)
     capture = problem.p.device.type == "cuda"
-    key = _key(problem, options, chunk, compiled)
-    if key in _uncapturable:
-        return None
-    captured = _cache.pop(key, None)
-    if captured is None:
-        try:
-            captured = CapturedSolve(problem, options, chunk, capture, compiled)
-        except RuntimeError as err:  # stream capture invalidated by a non-capturable kernel
-            if not capture:
-                raise
-            logger.warning("optnet: CUDA graph capture failed (%s); solving eagerly", err)
-            _uncapturable.add(key)
-            torch.cuda.synchronize()
-            return None
-    _cache[key] = captured
-    while len(_cache) > _CACHE_SIZE:
-        _cache.popitem(last=False)
-    return captured.run(problem)
+    key = _key(problem, options, chunk)
+
+    def make():
+        return CapturedSolve(problem, options, chunk, capture)
+
+    captured = _cached(_solves, key, make, capture)
+    return None if captured is None else captured.run(problem)
 
 
-def solve_compiled(problem: Problem, options: SolverOptions) -> IPMResult | None:
-    return solve(problem, options, compiled=True)
+def replay(fn, tensors) -> tuple | None:
+    """``fn(*tensors)`` through a cached CUDA graph per ``fn`` and shapes (eagerly on CPU).
+
+    For the derivatives' solves, whose hundreds of tiny kernels would otherwise be launched
+    from Python one by one. None when the capture fails (the caller runs ``fn`` itself).
+    """
+    device = next(t.device for t in tensors if t is not None)
+    capture = device.type == "cuda"
+    key = (fn, device, tuple(None if t is None else (tuple(t.shape), t.dtype) for t in tensors))
+    captured = _cached(_functions, key, lambda: CapturedFunction(fn, tensors, capture), capture)
+    return None if captured is None else captured.run(tensors)
