@@ -1,9 +1,9 @@
 """The batched backend: the iteration's tensor operations over the whole batch, run eagerly.
 
 Problems that converge (or are proven infeasible) freeze while the others keep iterating.
-Convergence is decided on the device; the host reads the flags every ``check_every``
-iterations only, so an iteration has no host-device synchronization. On CPU, where reading a
-flag is free, the running problems are compacted into smaller batches as others stop.
+Convergence is decided on the device; the host reads the flags after every iteration (or every
+``check_every``): a sync, cheap next to an eagerly launched iteration. Reading every iteration,
+the running problems are compacted into smaller batches as others stop.
 """
 
 from __future__ import annotations

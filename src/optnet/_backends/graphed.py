@@ -185,7 +185,7 @@ def solve(problem: Problem, options: SolverOptions) -> IPMResult | None:
     Returns None when this shape cannot be captured (a library routine refused stream
     capture); the caller then solves with another backend. The refusal is remembered per shape.
     """
-    chunk = options.host_check_period(problem.p.device)
+    chunk = options.host_check_period(problem.p.device, graphed=True)
     capture = problem.p.device.type == "cuda"
     key = _key(problem, options, chunk)
 
