@@ -10,6 +10,8 @@
 #   1. `optnet bench`: optnet vs qpth 0.0.18 on CUDA over the paper grid n in {10,50,100,500},
 #      m = n, no equalities, B in {1,128,1024}, float64 and float32. The grid holds the speed
 #      target cases, printed again as their own table after it.
+#   1b. the Sudoku OptNet's QP step (4x4 B = 150, 9x9 B = 32, float32), optnet vs qpth:
+#      `python -m optnet_benchmarks.sudoku_step` (writes sudoku_step.txt).
 #   2. `optnet maros-meszaros` on CUDA: float64 at the high/mid/low tiers, then float32 at low.
 #
 # The commands run as `python3 -m optnet_benchmarks bench|maros-meszaros` (the same parsers as
@@ -18,10 +20,11 @@
 # Needs .whl/ (qpth 0.0.18, cvxpy 1.7.5 and the cvxpy dependencies the image lacks: osqp,
 # clarabel, scs, cffi, pycparser) and .gpu_data/maros_meszaros/ (62 .mat files, opt_costs.json).
 # Writes at most 8 files to $OUT (STAGES picks which): bench_cuda.jsonl, bench_cuda.png, bench_cuda_table.txt,
+# sudoku_step.txt,
 # maros_cuda_float64.jsonl, maros_cuda_float64_table.txt, maros_cuda_float32.jsonl,
 # maros_cuda_float32_table.txt and gpu_bench.log (everything printed).
 # Time: at most 2 + 7.5 minutes: each stage stops starting new work at its --budget, and
-# `timeout` stops it hard behind that. STAGES picks stages (default "tests,accuracy,bench";
+# `timeout` stops it hard behind that. STAGES picks stages (default "tests,accuracy,bench,sudoku";
 # "bench,maros" is the 7.5-minute run behind docs/benchmarks.md); SOLVERS the peers of stage 1.
 # Smoke test on a CPU: DEVICE=cpu STAGES=bench,maros SIZES=5 BATCHES=1,4 \
 #   MM_PROBLEMS=HS21,HS35 MM_DATA=../shared/data/maros_meszaros bash benchmarks/gpu_bench.sh
@@ -31,7 +34,7 @@ DEVICE="${DEVICE:-cuda}"
 SIZES="${SIZES:-10,50,100,500}"
 BATCHES="${BATCHES:-1,128,1024}"
 SOLVERS="${SOLVERS:-optnet,qpth}"
-STAGES="${STAGES:-tests,accuracy,bench}"
+STAGES="${STAGES:-tests,accuracy,bench,sudoku}"
 BENCH_BUDGET="${BENCH_BUDGET:-240}"
 MM_PROBLEMS="${MM_PROBLEMS:-}"
 MM="${MM_DATA:-.gpu_data/maros_meszaros}"
@@ -67,17 +70,22 @@ run_all() {
             --solvers "$SOLVERS" --repeats 5 --cap 20 --budget "$BENCH_BUDGET" --clarabel-checks 2 \
             --out "$OUT"
 
-        echo "=== issue-6 target cases ==="
+        echo "=== the speed issue's target cases ==="
         python3 - "$OUT/bench_$DEVICE.jsonl" <<'PY'
 import sys
 from optnet_benchmarks.bench import TABLE_COLUMNS, table_rows
 from optnet_benchmarks.report import format_table
 from optnet_experiments.common import read_json_lines
-targets = {(100, 128, "float64"), (500, 128, "float64"), (10, 1, "float64"),
-           (10, 1, "float32"), (100, 1024, "float32")}
+targets = {(100, 128, "float64"), (500, 128, "float64"), (100, 1024, "float32")}
+targets |= {(n, b, "float64") for n in (10, 32) for b in (1, 128)}
 rows = [r for r in read_json_lines(sys.argv[1]) if (r["n"], r["batch"], r["dtype"]) in targets]
 print(format_table(table_rows(rows), TABLE_COLUMNS))
 PY
+    fi
+
+    if [[ ",$STAGES," == *",sudoku,"* ]]; then
+        echo "=== 1b. the Sudoku QP step: optnet vs qpth on $DEVICE ==="
+        timeout 120 python3 -m optnet_benchmarks.sudoku_step --device "$DEVICE" | tee "$OUT/sudoku_step.txt"
     fi
 
     if [[ ",$STAGES," != *",maros,"* ]]; then

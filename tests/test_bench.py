@@ -13,7 +13,7 @@ import torch
 
 from optnet import SolverOptions, solve_qp
 from optnet_benchmarks import bench as bench_cli
-from optnet_benchmarks import measure, reference
+from optnet_benchmarks import measure, reference, sudoku_step
 from optnet_benchmarks.peers import PEERS, Peer, PeerRun, dense_csr
 from optnet_benchmarks.problems import random_feasible_qp
 from optnet_benchmarks.report import format_markdown, format_table
@@ -418,3 +418,13 @@ def test_cli_writes_json_lines_table_and_plot(tmp_path, capsys):
     assert [json.loads(line)["batch"] for line in lines] == [1, 3]
     assert (tmp_path / "bench_cpu.png").stat().st_size > 0
     assert "fwd+bwd ms" in capsys.readouterr().out
+
+
+def test_sudoku_step_times_both_forms_of_the_bound(capsys):
+    argv = ["--device", "cpu", "--solvers", "optnet,optnet-G", "--boards", "2", "--repeats", "1"]
+    assert sudoku_step.main(argv) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line[:1] == "{"]
+    assert [(r["board"], r["n"], r["batch"], r["solver"]) for r in rows] == [
+        ("4x4", 64, 150, "optnet"), ("4x4", 64, 150, "optnet-G")
+    ]  # fmt: skip
+    assert all(r["ms"] > 0 and r["ratio"] is None for r in rows)  # no qpth: no ratio
