@@ -4,7 +4,7 @@
 #   bash benchmarks/gpu_bench.sh        (carry: .whl and .gpu_data; results under $OUT)
 #
 #   0. the GPU tests (`pytest -m gpu tests`: every test marked gpu, e.g. the graphed and
-#      compiled backends against the CPU), a summary of their outcome.
+#      batched backends against the CPU), a summary of their outcome.
 #   0b. accuracy: `python -m optnet_benchmarks.accuracy` (optnet vs qpth on known solutions,
 #      float64 and float32; writes accuracy.jsonl, accuracy.md).
 #   1. `optnet bench`: optnet vs qpth 0.0.18 on CUDA over the paper grid n in {10,50,100,500},
