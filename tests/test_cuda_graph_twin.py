@@ -19,7 +19,7 @@ def test_static_buffer_solve_matches_eager_solve_and_is_reusable():
         Q, p, G, h, A, b = random_qp(4, 8, 10, 2, seed=seed)
         problem = Problem.from_inputs(Q, p, G, h, A, b, None, None, 4)
         if captured is None:
-            captured = CapturedSolve(problem, options, chunk=3, capture=False)
+            captured = CapturedSolve(problem, options, chunk=3, capture=False, tail=True)
         replayed = captured.run(problem)
         eager = batched.solve(problem, options)
         assert torch.equal(replayed.status, eager.status)
@@ -39,6 +39,7 @@ def test_replay_with_other_infinite_rows_matches_eager_solve():
         options,
         chunk=3,
         capture=False,
+        tail=False,
     )
     h = h.clone()
     h[:, :3] = float("inf")
@@ -46,6 +47,28 @@ def test_replay_with_other_infinite_rows_matches_eager_solve():
     replayed, eager = captured.run(problem), batched.solve(problem, options)
     assert torch.equal(replayed.iterations, eager.iterations)
     assert float((replayed.z - eager.z).abs().max()) < 1e-12
+
+
+def test_single_iteration_tail_stops_without_wasted_iterations():
+    # Chunks of 4 until SINGLE_ITERATIONS_FROM, then single iterations: the same answer as
+    # chunks throughout, and the replays end right after the call that finds the last problem
+    # converged (its iteration count + 1 calls).
+    options = optnet.SolverOptions()
+    problem = Problem.from_inputs(*random_qp(4, 8, 10, 2, seed=9), None, None, 4)
+    results, executed = {}, {}
+    for tail in (False, True):
+        captured = CapturedSolve(problem, options, chunk=4, capture=False, tail=tail)
+        captured.iteration.captured = True  # as on a GPU: no handoff, the full tolerance
+        calls = []
+        advance = captured._advance
+        captured._advance = lambda k, advance=advance: calls.append(k) or advance(k)
+        results[tail] = captured.run(problem)
+        executed[tail] = sum(calls)
+    needed = int(results[True].iterations.max()) + 1
+    assert needed > graphed.SINGLE_ITERATIONS_FROM  # the tail is reached
+    assert executed[True] == needed and executed[False] == -(-needed // 4) * 4
+    assert torch.equal(results[True].z, results[False].z)
+    assert torch.equal(results[True].iterations, results[False].iterations)
 
 
 def test_replayed_derivative_solve_gives_the_eager_gradients():
