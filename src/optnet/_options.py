@@ -31,7 +31,7 @@ class SolverOptions:
         eps_infeasible: tolerance of the infeasibility certificates.
         check_every: the host reads convergence flags every this many iterations
             (``None``: every iteration, except between the CUDA graphs of the ``"graphed"``
-            backend, which replay 4 iterations each).
+            backend, which replay 4 iterations each for the first 8, then 1).
         equilibrate: Ruiz-equilibrate the data before solving (results are unscaled).
         ruiz_iters: number of Ruiz passes when ``equilibrate`` is set.
         compute_dtype: dtype of the solver's arithmetic; ``None`` uses the inputs' dtype.

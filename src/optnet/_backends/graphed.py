@@ -2,10 +2,11 @@
 
 A small problem's iteration is a few hundred tiny kernels, and launching them from Python costs
 far more than running them. For each problem shape (and dtype, device, options) the solve is
-captured once as three graphs sharing static buffers: the starting point, a chunk of
-``check_every`` iterations that advances the state in place, and the final assessment. A call
-copies its data into the static buffers, replays the graphs (the host reads the convergence
-flags only between chunks) and returns copies of the results, so callers never share memory.
+captured once as graphs sharing static buffers: the starting point, a chunk of ``check_every``
+iterations (and one of a single iteration) that advances the state in place, and the final
+assessment. A call copies its data into the static buffers, replays the graphs (the host reads
+the convergence flags only between chunks) and returns copies of the results, so callers never
+share memory.
 
 On CPU nothing is captured: the same buffer plumbing runs eagerly (the CPU-testable twin).
 """
