@@ -269,10 +269,14 @@ def solve_active_op(
     return x.contiguous(), lam.contiguous(), y.contiguous()
 
 
-def _solve_active(Q, p, G, h, A, b, lb, ub, *rest) -> tuple[Tensor, Tensor, Tensor]:
-    """The kernel of ``solve_active_op``, a function of tensors only (it may be replayed)."""
+def _solve_active(
+    Q, p, G, h, A, b, lb, ub, *rest, problem: Problem | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The kernel of ``solve_active_op``, a function of tensors (it may be replayed from static
+    copies of them); ``problem``: theirs, when the caller has made it already."""
     factor, (r1, r_lam, r2) = rest[: len(FACTOR_FIELDS)], rest[len(FACTOR_FIELDS) :]
-    problem = Problem.from_inputs(Q, p, G, h, A, b, lb, ub, r1.shape[0])
+    if problem is None:
+        problem = Problem.from_inputs(Q, p, G, h, A, b, lb, ub, r1.shape[0])
     x, lam, y = _kkt.solve_active(active_factor(problem, factor), r1, r_lam, r2)
     return x, lam, x.new_zeros(x.shape[0], 0) if y is None else y
 

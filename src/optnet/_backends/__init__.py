@@ -52,12 +52,13 @@ def replay_derivative(problem: Problem, backend: str, kernel, tensors) -> tuple:
 
     Replayed from a CUDA graph where the forward's backend replays its iterations (``backend``
     is the forward's option): launched from Python its refinement is hundreds of tiny kernels.
+    ``kernel`` takes ``problem=``, the problem of ``tensors``, to skip rebuilding it.
     """
     if select(problem, SolverOptions(backend=backend)) != "batched":
         out = graphed.replay(kernel, tensors)
         if out is not None:
             return out
-    return kernel(*tensors)
+    return kernel(*tensors, problem=problem)
 
 
 def solve(
