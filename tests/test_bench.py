@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from optnet import SolverOptions, solve_qp
+from optnet.testing import reference_solve
 from optnet_benchmarks import bench as bench_cli
 from optnet_benchmarks import measure, reference, sudoku_step
 from optnet_benchmarks.peers import PEERS, Peer, PeerRun, dense_csr
@@ -84,13 +85,13 @@ def _known_problem():
 
 def test_clarabel_solve_returns_z_and_duals_in_optnet_conventions():
     Q, p, G, h, A, b, lb = _known_problem()
-    z, lam, nu = reference.clarabel_solve(Q, p, G, h, A, b, lb=lb, ub=np.full(3, np.inf))
+    z, lam, nu = reference_solve(Q, p, G, h, A, b, lb=lb, ub=np.full(3, np.inf))
     np.testing.assert_allclose(z, [0.5, 0.2, 0.8], atol=1e-9)
     assert lam.shape == (2,) and lam[0] == 0.0  # the row with h = inf keeps its place
     np.testing.assert_allclose(lam, [0.0, 0.5], atol=1e-9)
     np.testing.assert_allclose(nu, [-0.2], atol=1e-9)
     # absent blocks give None duals; torch tensors are accepted
-    z_free, lam_free, nu_free = reference.clarabel_solve(torch.eye(2), torch.tensor([1.0, -2.0]))
+    z_free, lam_free, nu_free = reference_solve(torch.eye(2), torch.tensor([1.0, -2.0]))
     np.testing.assert_allclose(z_free, [-1.0, 2.0], atol=1e-9)
     assert lam_free is None and nu_free is None
 
@@ -98,7 +99,7 @@ def test_clarabel_solve_returns_z_and_duals_in_optnet_conventions():
 def test_clarabel_solve_raises_on_an_infeasible_problem():
     G, h = np.array([[1.0], [-1.0]]), np.array([-1.0, -1.0])  # z <= -1 and z >= 1
     with pytest.raises(RuntimeError, match="Clarabel did not solve"):
-        reference.clarabel_solve(np.eye(1), np.zeros(1), G, h)
+        reference_solve(np.eye(1), np.zeros(1), G, h)
 
 
 def test_relative_error_is_max_over_batch():
@@ -250,7 +251,7 @@ def test_accuracy_columns_flag_a_wrong_solution_and_a_wrong_gradient(monkeypatch
     # the columns' expected values from an independent solve of the same data by Clarabel
     qp = case_data(CASE, config.seed)
     one = lambda x, i: None if x is None else x[i].numpy()  # noqa: E731
-    z_cl = np.stack([reference.clarabel_solve(*(one(x, i) for x in qp.inputs()))[0]
+    z_cl = np.stack([reference_solve(*(one(x, i) for x in qp.inputs()))[0]
                      for i in range(CASE.batch)])  # fmt: skip
     expected_z_error = max(shift / (1 + np.abs(z_cl).max(-1)))
     assert good["z_error"] < 1e-7 and good["z_error_clarabel"] < 1e-7

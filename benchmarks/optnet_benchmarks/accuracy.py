@@ -3,7 +3,7 @@
 For each dtype and solver: the solution's error ``max_i ||z_i - z*_i||_inf / max(1, ||z*_i||)``
 and, for the loss ``sum(w * z)``, the relative error ``||g_i - g*_i|| / ||g*_i||`` of the
 gradient of each input (Q, p, G, h, A, b) per problem against the exact active-set derivative
-(``known_solution.active_set_gradients``), as median and max over the batch. Q's gradients are
+(``optnet.testing.active_set_gradients``), as median and max over the batch. Q's gradients are
 compared symmetrized (Q is symmetric; solvers differ in which representative they return).
 
     python -m optnet_benchmarks.accuracy --device cuda --sizes 30x40x6,100x100x10 --batch 128
@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 import optnet
+from optnet.testing import active_set_gradients, known_solution_problem
 
-from .known_solution import active_set_gradients, known_solution_problem
 from .peers import qpth_function
 
 INPUTS = ("Q", "p", "G", "h", "A", "b")

@@ -18,8 +18,7 @@ import numpy as np
 import torch
 
 import optnet
-
-from .reference import closest_feasible_reference
+from optnet.testing import closest_feasible_reference
 
 NAMES = ("Q", "p", "G", "h", "A", "b", "lb", "ub")
 SHAPES = ((4, 8, 1, False), (5, 10, 0, True), (6, 9, 2, True), (3, 12, 0, False))

@@ -1,11 +1,13 @@
-"""Shared by the tests: problem generators, the reference solver (the one Clarabel wrapper,
-``optnet_benchmarks.reference.clarabel_solve``, and the closest feasible problem built on it),
-the exact derivative at a known solution (``optnet_benchmarks.known_solution``), and the
-tolerance table."""
+"""Shared by the tests: problem generators and the tolerance table. The reference solver
+(Clarabel), the known-solution problems and their exact derivative are the library's
+``optnet.testing``, which the benchmarks use too."""
 
-from optnet_benchmarks.known_solution import active_set_gradients, known_solution_problem
-from optnet_benchmarks.reference import clarabel_solve as reference_solve
-from optnet_benchmarks.reference import closest_feasible_reference
+from optnet.testing import (
+    active_set_gradients,
+    closest_feasible_reference,
+    known_solution_problem,
+    reference_solve,
+)
 
 from .problems import infeasible_qp, random_qp
 from .tolerances import TOLERANCES, assert_close_to, relative_error
