@@ -15,7 +15,6 @@ from torch.func import grad, hessian, jacfwd, jacrev, vmap
 
 import optnet
 from optnet import _custom_op
-from optnet._solution import OUTPUT_FIELDS
 from tests.support import assert_close_to, known_solution_problem
 
 # torch's own forward-mode decompositions still call torch.jit.script on first use.
@@ -243,17 +242,17 @@ def test_the_ops_fake_implementations_match(blocks):
     A, b = present.get("A", (None, None))
     lb, ub = present.get("lb", (None,))[0], present.get("ub", (None,))[0]
     inputs = (M @ M.mT, p, G, h, A, b, lb, ub)
-    args = (*inputs, *_custom_op.option_args(TIGHT))
+    args = _custom_op.pack_args(inputs, TIGHT, None)
     checks = ("test_schema", "test_faketensor")
     torch.library.opcheck(_custom_op.solve_qp_op, args, test_utils=checks)
-    outputs = _custom_op.solve_qp_op(*args)
-    fields = dict(zip(OUTPUT_FIELDS, outputs))
-    factor = list(outputs[len(OUTPUT_FIELDS) :])
-    w = factor[_custom_op.FACTOR_FIELDS.index("w")]
-    rhs = (torch.randn_like(fields["z"]), torch.randn_like(w), None if A is None else fields["nu"])
-    torch.library.opcheck(_custom_op.solve_active_op, (*inputs, factor, *rhs), test_utils=checks)
+    fields, backend, factor = _custom_op.unpack_outputs(_custom_op.solve_qp_op(*args))
+    rhs = (torch.randn_like(fields["z"]), torch.randn_like(factor.w))
+    rhs = (*rhs, None if A is None else fields["nu"])
+    active_args = (*inputs, list(factor), backend, *rhs)
+    torch.library.opcheck(_custom_op.solve_active_op, active_args, test_utils=checks)
     # With a warm start: the guessed active set (the solution's own) as a bool tensor.
-    torch.library.opcheck(_custom_op.solve_qp_op, (*args, factor[-2] > 0), test_utils=checks)
+    warm_args = _custom_op.pack_args(inputs, TIGHT, factor.active > 0)
+    torch.library.opcheck(_custom_op.solve_qp_op, warm_args, test_utils=checks)
 
 
 # --- torch.compile --------------------------------------------------------------------------

@@ -11,6 +11,8 @@ import torch
 
 import optnet
 from optnet import _ipm, _kkt
+from optnet._backends import batched
+from optnet._policy import CHOLESKY
 from optnet._problem import Problem
 from tests.support import random_qp
 
@@ -30,7 +32,7 @@ def test_triangular_and_inverse_factor_forms_solve_alike():
     problem = _problem()
     w = torch.rand(problem.batch, problem.m_all, dtype=torch.float64) * 10
     reg = torch.full((problem.batch,), 1e-10, dtype=torch.float64)
-    cpu = _kkt.factor(problem, w, reg, refine_steps=1)
+    cpu = _kkt.factor(problem, w, reg, 1, CHOLESKY)
     assert cpu.H_factor.L_inv is None and cpu.W is not None  # the CPU form
     H_factor = _inverse_form(cpu.H_factor)
     Hinv_At = H_factor.solve(problem.A.mT.expand(problem.batch, -1, -1))
@@ -58,16 +60,16 @@ def test_factor_in_reused_buffers_equals_fresh_factor():
     r2 = torch.randn(problem.batch, problem.A.shape[-2], dtype=torch.float64)
     for seed in range(3):  # the second and third factorizations overwrite the first's memory
         w = torch.rand(problem.batch, problem.m_all, dtype=torch.float64) + seed
-        fresh = _kkt.solve(_kkt.factor(problem, w, reg, 1), r1, r2)
-        reused = _kkt.solve(_kkt.factor(problem, w, reg, 1, buffers), r1, r2)
+        fresh = _kkt.solve(_kkt.factor(problem, w, reg, 1, CHOLESKY), r1, r2)
+        reused = _kkt.solve(_kkt.factor(problem, w, reg, 1, CHOLESKY, buffers), r1, r2)
         for a, b in zip(fresh, reused):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     # a smaller batch uses the leading part of the same memory
     small = problem.select(torch.tensor([1, 4]))
     w = torch.rand(2, problem.m_all, dtype=torch.float64)
-    f = _kkt.factor(small, w, reg[:2], 1, buffers)
+    f = _kkt.factor(small, w, reg[:2], 1, CHOLESKY, buffers)
     assert f.H.data_ptr() == buffers.get("H", f.H.shape, f.H).data_ptr()
-    fresh = _kkt.solve(_kkt.factor(small, w, reg[:2], 1), r1[:2], r2[:2])
+    fresh = _kkt.solve(_kkt.factor(small, w, reg[:2], 1, CHOLESKY), r1[:2], r2[:2])
     for a, b in zip(_kkt.solve(f, r1[:2], r2[:2]), fresh):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
@@ -99,8 +101,9 @@ def test_select_keeps_shared_data_shared():
 def test_early_exit_when_nothing_runs_changes_nothing():
     problem = _problem(batch=3)
     options = optnet.SolverOptions()
-    iteration = _ipm.Iteration(problem, options)
-    state = _ipm.initial_state(problem, options)
+    policy = batched.policy(problem.p.device, options)
+    iteration = _ipm.Iteration(problem, options, policy)
+    state = _ipm.initial_state(problem, options, policy)
     for _ in range(40):
         state = iteration(state, check_certificates=True)
     assert not bool(iteration.running(state).any())

@@ -21,9 +21,9 @@ def _problem(batch=12):
 
 def test_the_answer_does_not_depend_on_the_handoff(monkeypatch):
     problem, (z, lam, nu, _) = _problem()
-    early = _backends.solve(problem, OPTIONS)
+    early = _backends.solve(problem, OPTIONS)[0]
     monkeypatch.setattr(stopping, "HANDOFF_TOLERANCE", 0.0)  # the interior point to the end
-    full = _backends.solve(problem, OPTIONS)
+    full = _backends.solve(problem, OPTIONS)[0]
     assert bool(early.polished.all()) and bool(full.polished.all())
     assert int(early.iterations.sum()) < int(full.iterations.sum())
     torch.testing.assert_close(early.z, full.z, rtol=0, atol=1e-13)
@@ -44,14 +44,14 @@ def test_a_failed_polish_resumes_the_interior_point_to_the_full_tolerance(monkey
             handoffs.append(self.handoff)
 
     monkeypatch.setattr(batched, "Iteration", Recorded)
-    result = _backends.solve(problem, OPTIONS)
+    result = _backends.solve(problem, OPTIONS)[0]
     # Once resumed, no Iteration (the compacted batches' included) may stop early again.
     assert handoffs[0] and not any(handoffs[handoffs.index(False) :])
     assert bool((result.status == optnet.QPStatus.SOLVED).all())
     assert not bool(result.polished.any())
     assert float((result.z - z).abs().max()) < 1e-6
     monkeypatch.setattr(stopping, "HANDOFF_TOLERANCE", 0.0)
-    uninterrupted = _backends.solve(problem, OPTIONS)
+    uninterrupted = _backends.solve(problem, OPTIONS)[0]
     # The resumed iterates are those of an uninterrupted run (same centering target).
     torch.testing.assert_close(result.iterations, uninterrupted.iterations, rtol=0, atol=0)
     torch.testing.assert_close(result.z, uninterrupted.z, rtol=0, atol=1e-12)

@@ -24,10 +24,10 @@ def _problem(seed=1, shift=0.0):
 
 
 def test_the_previous_active_set_solves_a_nearby_problem_without_iterations():
-    previous = _backends.solve(_problem(), OPTIONS)
+    previous = _backends.solve(_problem(), OPTIONS)[0]
     nearby = _problem(shift=1e-3)
-    cold = _backends.solve(nearby, OPTIONS)
-    warm = _backends.solve(nearby, OPTIONS, warm_active=previous.factor.active > 0)
+    cold = _backends.solve(nearby, OPTIONS)[0]
+    warm = _backends.solve(nearby, OPTIONS, warm_active=previous.factor.active > 0)[0]
     assert bool((warm.status == optnet.QPStatus.SOLVED).all())
     assert int(warm.iterations.sum()) == 0 and int(cold.iterations.min()) > 0
     torch.testing.assert_close(warm.z, cold.z, rtol=0, atol=1e-12)
@@ -36,10 +36,10 @@ def test_the_previous_active_set_solves_a_nearby_problem_without_iterations():
 
 def test_a_wrong_guess_falls_back_to_the_interior_point_per_problem():
     problem = _problem()
-    cold = _backends.solve(problem, OPTIONS)
+    cold = _backends.solve(problem, OPTIONS)[0]
     guess = cold.factor.active > 0
     guess[:3] = ~guess[:3]  # three problems get the complement of their active set
-    warm = _backends.solve(problem, OPTIONS, warm_active=guess)
+    warm = _backends.solve(problem, OPTIONS, warm_active=guess)[0]
     assert bool((warm.status == optnet.QPStatus.SOLVED).all())
     assert bool((warm.iterations[:3] > 0).all()) and int(warm.iterations[3:].sum()) == 0
     torch.testing.assert_close(warm.z, cold.z, rtol=0, atol=1e-12)

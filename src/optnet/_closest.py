@@ -45,10 +45,11 @@ import dataclasses
 
 import torch
 
-from ._custom_op import CORE_DIMS
-from ._ipm.state import map_tensors
+from ._autograd import values_readable
+from ._problem import select_inputs
 from ._solution import ActiveSet, QPSolution
 from ._status import QPStatus
+from ._tree import map_tensors
 
 _PHASE_2_FIELDS = ("z", "lam", "nu", "s", "lam_lb", "lam_ub", "dual_residual", "duality_gap")
 
@@ -63,7 +64,7 @@ def closest_feasible(solve, inputs: tuple, sol: QPSolution, options) -> QPSoluti
     # torch.compile and vmap cannot read the statuses: there (and under any torch.func
     # transform) every problem goes through the phases and the candidates take the result;
     # otherwise only the candidates do.
-    every = torch.compiler.is_compiling() or _is_transformed(sol.status)
+    every = not values_readable(sol.status)
     candidate = _candidates(sol.status)
     if not every and not bool(candidate.any()):
         return sol
@@ -76,7 +77,7 @@ def closest_feasible(solve, inputs: tuple, sol: QPSolution, options) -> QPSoluti
     rows = None
     if not every:
         rows = candidate.nonzero().squeeze(-1)
-        inputs, infeasible = _select(inputs, rows), infeasible[rows]
+        inputs, infeasible = select_inputs(inputs, rows), infeasible[rows]
     dtype = inputs[1].dtype
     # The phases run in the compute dtype: the shifted constraints are consistent only to
     # the precision of the shift, which must be that of the solves.
@@ -259,17 +260,3 @@ def _cat_rows(parts: list[torch.Tensor], core: int) -> torch.Tensor:
     if lead is not None:
         parts = [x if x.dim() == core + 1 else x.expand(lead, *x.shape) for x in parts]
     return torch.cat(parts, -core)
-
-
-def _select(inputs, rows: torch.Tensor) -> tuple:
-    """The inputs of the problems ``rows``: batched inputs indexed, shared ones kept."""
-    return tuple(
-        x[rows] if x is not None and x.dim() == core + 1 else x
-        for x, core in zip(inputs, CORE_DIMS)
-    )
-
-
-def _is_transformed(x: torch.Tensor) -> bool:
-    """Whether ``x`` is a tensor of a torch.func transform (vmap's values cannot be read; under
-    grad or jacrev nested in a vmap the outer wrapper is not vmap's, so any transform counts)."""
-    return torch._C._functorch.is_functorch_wrapped_tensor(x)

@@ -10,107 +10,112 @@ unroll its refinement into the backward graph (that doubled the first compiled s
 small OptNetLayer model: 45-51 s instead of 22-26 s, cold cache). Their autograd is in
 ``_autograd``.
 
-Ops take and return tensors and primitives only, so:
+Ops take and return tensors and primitives only. This module owns that layout, and the rest
+of the library goes through ``pack_args`` / ``unpack_args`` / ``unpack_outputs``:
 
-- the options travel as their fields (``OPTION_FIELDS``, in that order);
+- the arguments are the eight inputs (``INPUT_NAMES``), the options as their fields
+  (``OPTION_FIELDS``, derived from ``SolverOptions``), then the warm start's guessed rows;
 - the outputs are the fields of ``OUTPUT_FIELDS``, an absent block as an empty ``(B, 0)``
-  tensor (``solution_fields`` turns those back into None), then the polish's active-set factor
-  as tensors (``FACTOR_FIELDS``; ``active_factor`` rebuilds it): backward and jvp reuse it.
+  tensor (``solution_fields`` turns those back into None); then ``backend``, the code of the
+  backend that ran (int64 on the CPU, read without a sync); then the polish's active-set
+  factor as tensors (``_kkt.FACTOR_FIELDS``): backward and jvp reuse it, rebuilt in the form
+  of the backend that made it.
 
 Every output has the batch dimension, 1 when no input is batched, and is contiguous and fresh
 (no output aliases an input or another output), as the fake implementations say. The op also
 runs the value checks of the inputs (NaN, symmetry): they read data, possible only here.
 """
 
+import dataclasses
+
 import torch
 from torch import Tensor
 
 from . import _backends, _kkt
-from ._options import SolverOptions
-from ._problem import Problem
+from ._options import BACKEND_NAMES, SolverOptions
+from ._problem import CORE_DIMS, INPUT_NAMES, Problem, batch_size
 from ._solution import OUTPUT_FIELDS
 from ._validate import validate_inputs
 
-INPUT_NAMES = ("Q", "p", "G", "h", "A", "b", "lb", "ub")
-# Dimensions of one problem's array, per input: a tensor with one more is batched.
-CORE_DIMS = (2, 1, 2, 1, 2, 1, 1, 1)
-OPTION_FIELDS = (
-    "eps_abs", "eps_rel", "max_iter", "regularization", "refine_steps", "eps_infeasible",
-    "check_every", "equilibrate", "ruiz_iters", "compute_dtype", "backend",
-)  # fmt: skip
-# The active-set factor (``_kkt.ActiveSetFactor``) as tensors. The triangular factors are
-# ``L`` on CPU and ``L^-1`` on other devices, and ``X`` is ``W`` or ``(H + rho I)^-1 A'``
-# (see ``_kkt.factor``): the device decides, as it does in ``_kkt.factor_spd``.
-FACTOR_FIELDS = ("H_tri", "H_d", "X", "S_tri", "S_d", "w", "active", "ok")
-N_OUTPUTS = len(OUTPUT_FIELDS) + len(FACTOR_FIELDS)
-
-_Outputs = tuple[(Tensor,) * N_OUTPUTS]
-
-
-def option_args(options: SolverOptions) -> tuple:
-    return tuple(getattr(options, name) for name in OPTION_FIELDS)
-
-
-def batch_size(inputs) -> int:
-    """The batch of the eight inputs: the leading size of a batched one, 1 if none is."""
-    for x, core in zip(inputs, CORE_DIMS):
-        if x is not None and x.dim() == core + 1:
-            return x.shape[0]
-    return 1
+# Options the op takes: every field of SolverOptions but those applied around it (``infeasible``:
+# ``functional.solve_qp`` runs the closest-feasible phases as further solves).
+OPTION_FIELDS = tuple(
+    f.name for f in dataclasses.fields(SolverOptions) if f.name not in ("infeasible",)
+)
+OUTPUTS = (*OUTPUT_FIELDS, "backend", *_kkt.FACTOR_FIELDS)
+_N_INPUTS, _N_OPTIONS = len(INPUT_NAMES), len(OPTION_FIELDS)
+# The schema type of each option's annotation; a new option of a new type must be added here.
+_SCHEMA_TYPES = {
+    "float | None": "float?",
+    "float": "float",
+    "int": "int",
+    "int | None": "int?",
+    "bool": "bool",
+    "str": "str",
+    "torch.dtype | None": "ScalarType?",
+}
 
 
-def _op(name: str):
-    """Define ``optnet::name`` with the decorated function as its kernel, on every device.
+def pack_args(inputs, options: SolverOptions, warm_active: Tensor | None) -> tuple:
+    """The op's arguments: the eight inputs, the options' fields, the warm start's rows."""
+    return (*inputs, *(getattr(options, name) for name in OPTION_FIELDS), warm_active)
+
+
+def unpack_args(args) -> tuple[tuple, SolverOptions, Tensor | None]:
+    """``pack_args``' inverse: (the eight inputs, the options, the warm start or None)."""
+    inputs, options, warm = _split_args(args)
+    return inputs, SolverOptions(**dict(zip(OPTION_FIELDS, options))), warm
+
+
+def _split_args(args) -> tuple[tuple, tuple, object]:
+    """(the eight inputs, the options' fields, the warm start) of the op's arguments (or of
+    anything laid out like them, e.g. vmap's ``in_dims``)."""
+    end = _N_INPUTS + _N_OPTIONS
+    warm = args[end] if len(args) > end else None
+    return tuple(args[:_N_INPUTS]), tuple(args[_N_INPUTS:end]), warm
+
+
+def unpack_outputs(outputs) -> tuple[dict[str, Tensor], Tensor, _kkt.FactorTensors]:
+    """(the ``OUTPUT_FIELDS`` by name, the backend code, the factor's tensors)."""
+    fields = dict(zip(OUTPUT_FIELDS, outputs))
+    rest = outputs[len(OUTPUT_FIELDS) :]
+    return fields, rest[0], _kkt.FactorTensors(*rest[1:])
+
+
+def backend_name(code: Tensor) -> str:
+    """The name of the backend recorded in the op's ``backend`` output (or argument)."""
+    return BACKEND_NAMES[int(code[0])] if code.numel() else BACKEND_NAMES[0]
+
+
+def _define(name: str, schema: str, kernel):
+    """Define ``optnet::name`` with ``kernel`` as its implementation, on every device.
 
     ``torch.library.custom_op`` would do the same, but its kernels import torch._dynamo on the
     first call (1-2 s on CPU), which every program that solves a QP would pay.
     """
-
-    def define(kernel):
-        qualname = f"optnet::{name}"
-        torch.library.define(qualname, torch.library.infer_schema(kernel, mutates_args=()))
-        torch.library.impl(qualname, "CompositeExplicitAutograd", kernel)
-        return getattr(torch.ops.optnet, name).default
-
-    return define
+    qualname = f"optnet::{name}"
+    torch.library.define(qualname, schema)
+    torch.library.impl(qualname, "CompositeExplicitAutograd", kernel)
+    return getattr(torch.ops.optnet, name).default
 
 
-@_op("solve_qp")
-def solve_qp_op(
-    Q: Tensor,
-    p: Tensor,
-    G: Tensor | None,
-    h: Tensor | None,
-    A: Tensor | None,
-    b: Tensor | None,
-    lb: Tensor | None,
-    ub: Tensor | None,
-    eps_abs: float | None,
-    eps_rel: float | None,
-    max_iter: int,
-    regularization: float,
-    refine_steps: int,
-    eps_infeasible: float,
-    check_every: int | None,
-    equilibrate: bool,
-    ruiz_iters: int,
-    compute_dtype: torch.dtype | None,
-    backend: str,
-    warm_active: Tensor | None = None,
-) -> _Outputs:
-    """The outputs of ``OUTPUT_FIELDS`` then those of ``FACTOR_FIELDS`` (module docstring).
+def _solve_qp_schema() -> str:
+    types = {f.name: f.type for f in dataclasses.fields(SolverOptions)}
+    inputs = [f"Tensor{'' if name in ('Q', 'p') else '?'} {name}" for name in INPUT_NAMES]
+    options = [f"{_SCHEMA_TYPES[types[name]]} {name}" for name in OPTION_FIELDS]
+    arguments = ", ".join([*inputs, *options, "Tensor? warm_active=None"])
+    return f"({arguments}) -> ({', '.join(['Tensor'] * len(OUTPUTS))})"
 
-    ``warm_active``: a guessed active set, bool ``(B, m_all)`` or ``(m_all,)`` shared, in the
+
+def _solve_qp_kernel(*args) -> tuple[Tensor, ...]:
+    """The outputs of ``OUTPUTS`` (module docstring).
+
+    The warm start: a guessed active set, bool ``(B, m_all)`` or ``(m_all,)`` shared, in the
     stacked row order ``[G; lb; ub]`` (``_backends.solve``).
     """
-    inputs = (Q, p, G, h, A, b, lb, ub)
+    inputs, options, warm_active = unpack_args(args)
     validate_inputs(**dict(zip(INPUT_NAMES, inputs)))
-    options = SolverOptions(
-        eps_abs=eps_abs, eps_rel=eps_rel, max_iter=max_iter, regularization=regularization,
-        refine_steps=refine_steps, eps_infeasible=eps_infeasible, check_every=check_every,
-        equilibrate=equilibrate, ruiz_iters=ruiz_iters, compute_dtype=compute_dtype,
-        backend=backend,
-    )  # fmt: skip
+    p = inputs[1]
     dtype = options.compute_dtype or p.dtype
     # Under torch.autocast the solver's products would run in float16/bfloat16 and fail.
     with torch.autocast(p.device.type, enabled=False):
@@ -124,11 +129,15 @@ def solve_qp_op(
                     f"got {warm_active.dtype} of shape {tuple(warm_active.shape)}"
                 )
             warm = warm_active.expand(problem.batch, problem.m_all)
-        result = _backends.solve(problem, options, warm_active=warm)
-    return (*_outputs(problem, result, p.dtype, G, A, lb, ub), *_factor_tensors(result.factor))
+        result, backend = _backends.solve(problem, options, warm_active=warm)
+    code = torch.full((problem.batch,), BACKEND_NAMES.index(backend), dtype=torch.int64)
+    return (*_outputs(problem, result, p.dtype), code, *result.factor.tensors())
 
 
-def _outputs(problem: Problem, r, dtype: torch.dtype, G, A, lb, ub) -> list[Tensor]:
+solve_qp_op = _define("solve_qp", _solve_qp_schema(), _solve_qp_kernel)
+
+
+def _outputs(problem: Problem, r, dtype: torch.dtype) -> list[Tensor]:
     """The tensors of ``OUTPUT_FIELDS`` in ``dtype``, fresh and contiguous."""
 
     def split(rows):  # copies: slices of one tensor would alias each other
@@ -156,38 +165,16 @@ def _outputs(problem: Problem, r, dtype: torch.dtype, G, A, lb, ub) -> list[Tens
     return outputs
 
 
-def _factor_tensors(f: _kkt.ActiveSetFactor) -> list[Tensor]:
-    reduced = f.reduced
-    H, S = reduced.H_factor, reduced.S_factor
-    batch, n = H.d.shape
-    X = reduced.W if reduced.W is not None else reduced.Hinv_At
-    if X is None:  # no equality constraints
-        X, S_tri, S_d = (H.d.new_zeros(batch, *shape) for shape in ((n, 0), (0, 0), (0,)))
-    else:
-        S_tri, S_d = (S.L if S.L_inv is None else S.L_inv), S.d
-    H_tri = H.L if H.L_inv is None else H.L_inv
-    # Contiguous, as the fake implementation says (LAPACK writes L column-major).
-    return [x.contiguous() for x in (H_tri, H.d, X, S_tri, S_d, f.w, f.active, f.ok)]
+def active_factor(problem: Problem, tensors, backend: Tensor) -> _kkt.ActiveSetFactor:
+    """The forward's ``_kkt.ActiveSetFactor`` of ``problem`` (in the factor's dtype) from the
+    op's factor tensors, in the form of the backend that made it (code ``backend``)."""
+    form = _backends.factor_form(backend_name(backend), problem.p.device)
+    return _kkt.ActiveSetFactor.from_tensors(problem, tensors, form)
 
 
-def active_factor(problem: Problem, tensors) -> _kkt.ActiveSetFactor:
-    """The ``_kkt.ActiveSetFactor`` of ``problem`` (in the factor's dtype) from its tensors."""
-    H_tri, H_d, X, S_tri, S_d, w, active, ok = tensors
-    cpu = problem.p.device.type == "cpu"
-    H = _kkt.SPDFactor(None, H_d, ok, H_tri) if cpu else _kkt.SPDFactor(H_tri, H_d, ok)
-    S = None
-    if problem.has_eq:
-        S = _kkt.SPDFactor(None, S_d, ok, S_tri) if cpu else _kkt.SPDFactor(S_tri, S_d, ok)
-    W, Hinv_At = (X, None) if cpu else (None, X)
-    A = problem.A if problem.has_eq else None
-    # H (the unregularized matrix) serves the refinement of ``_kkt.solve``, never used here.
-    reduced = _kkt.KKTFactor(None, H, A, Hinv_At, S, 0, W)
-    steps = _kkt.ACTIVE_SET_REFINE_STEPS[problem.p.dtype]
-    return _kkt.ActiveSetFactor(reduced, w, active, steps, problem, _kkt.residual_problem(problem))
-
-
-def solution_fields(outputs, G, A, lb, ub) -> list[Tensor | None]:
-    """The op's ``OUTPUT_FIELDS`` outputs with the blocks absent from the problem as None."""
+def solution_fields(fields: dict[str, Tensor], G, A, lb, ub) -> list[Tensor | None]:
+    """The op's ``OUTPUT_FIELDS`` outputs (by name) in order, the blocks absent from the
+    problem as None."""
     has_eq = A is not None and A.shape[-2] > 0
     absent = {
         "lam": G is None, "s": G is None, "certificate_lam": G is None,
@@ -195,18 +182,17 @@ def solution_fields(outputs, G, A, lb, ub) -> list[Tensor | None]:
         "lam_lb": lb is None, "certificate_lam_lb": lb is None,
         "lam_ub": ub is None, "certificate_lam_ub": ub is None,
     }  # fmt: skip
-    return [None if absent.get(name) else x for name, x in zip(OUTPUT_FIELDS, outputs)]
+    return [None if absent.get(name) else fields[name] for name in OUTPUT_FIELDS]
 
 
 @torch.library.register_fake(solve_qp_op)
-def _(Q, p, G, h, A, b, lb, ub, *options_and_warm_active):
-    options = options_and_warm_active[: len(OPTION_FIELDS)]
-    inputs = (Q, p, G, h, A, b, lb, ub)
+def _(*args):
+    inputs, options, _ = unpack_args(args)
+    Q, p, G, h, A, b, lb, ub = inputs
     batch, n = batch_size(inputs), p.shape[-1]
     m = 0 if G is None else G.shape[-2]
     neq = 0 if A is None else A.shape[-2]
     n_lb, n_ub = (0 if x is None else n for x in (lb, ub))
-    compute = dict(zip(OPTION_FIELDS, options))["compute_dtype"] or p.dtype
 
     def new(*shape, dtype=p.dtype):
         return p.new_empty(batch, *shape, dtype=dtype)
@@ -221,27 +207,24 @@ def _(Q, p, G, h, A, b, lb, ub, *options_and_warm_active):
         else new()
         for name in OUTPUT_FIELDS
     ]  # fmt: skip
-    m_all = m + n_lb + n_ub
-    factor = [new(n, n, dtype=compute), new(n, dtype=compute), new(n, neq, dtype=compute),
-              new(neq, neq, dtype=compute), new(neq, dtype=compute), new(m_all, dtype=compute),
-              new(m_all, dtype=compute), new(dtype=torch.bool)]  # fmt: skip
-    return (*outputs, *factor)
+    code = torch.empty(batch, dtype=torch.int64)
+    compute = options.compute_dtype or p.dtype
+    factor = _kkt.ActiveSetFactor.fake_tensors(p, batch, n, neq, m + n_lb + n_ub, compute)
+    return (*outputs, code, *factor)
 
 
 @torch.library.register_vmap(solve_qp_op)
 def _(info, in_dims, *args):
     """Fold the vmapped dimension V into the batch: V * B problems, one solve."""
-    n_options = len(OPTION_FIELDS)
-    options, warm = args[8 : 8 + n_options], args[8 + n_options :]
-    warm_dims = in_dims[8 + n_options :]
+    inputs, options, warm = unpack_args(args)
+    input_dims, _, warm_dim = _split_args(in_dims)
     # The warm start's rows (m_all,) per problem, like an input with one core dimension.
-    folded, lead = _fold(info, (*in_dims[:8], *warm_dims), (*args[:8], *warm), (*CORE_DIMS, 1))
-    outputs = solve_qp_op(*folded[:8], *options, *folded[8:])
+    folded, lead = _fold(info, (*input_dims, warm_dim), (*inputs, warm), (*CORE_DIMS, 1))
+    outputs = solve_qp_op(*pack_args(folded[:-1], options, folded[-1]))
     return _unfold(info, outputs, lead)
 
 
-@_op("solve_active")
-def solve_active_op(
+def _solve_active_kernel(
     Q: Tensor,
     p: Tensor,
     G: Tensor | None,
@@ -251,52 +234,61 @@ def solve_active_op(
     lb: Tensor | None,
     ub: Tensor | None,
     factor: list[Tensor],
+    backend: Tensor,
     r1: Tensor,
     r_lam: Tensor,
     r2: Tensor | None,
-    backend: str = "auto",
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``_kkt.solve_active`` with the factor of ``solve_qp_op``: (x, lam, y), y (B, 0) if absent.
 
     The data (in the factor's dtype) give the exact system that the refinement solves.
-    ``backend`` is the forward's option: where its iterations were replayed from CUDA graphs,
-    so is this solve (``_backends.replay_derivative``).
+    ``backend``: the code of the backend that made the factor (``solve_qp_op``'s output),
+    which runs this solve its way (``_backends.derivative``: replayed from a CUDA graph where
+    the forward's iterations were).
     """
     problem = Problem.from_inputs(Q, p, G, h, A, b, lb, ub, r1.shape[0])
-    tensors = (Q, p, G, h, A, b, lb, ub, *factor, r1, r_lam, r2)
+    tensors = (Q, p, G, h, A, b, lb, ub, *factor, backend, r1, r_lam, r2)
     with torch.autocast(p.device.type, enabled=False):
-        x, lam, y = _backends.replay_derivative(problem, backend, _solve_active, tensors)
+        x, lam, y = _backends.derivative(backend_name(backend), _solve_active, tensors, problem)
     return x.contiguous(), lam.contiguous(), y.contiguous()
 
 
-def _solve_active(
-    Q, p, G, h, A, b, lb, ub, *rest, problem: Problem | None = None
-) -> tuple[Tensor, Tensor, Tensor]:
-    """The kernel of ``solve_active_op``, a function of tensors (it may be replayed from static
-    copies of them); ``problem``: theirs, when the caller has made it already."""
-    factor, (r1, r_lam, r2) = rest[: len(FACTOR_FIELDS)], rest[len(FACTOR_FIELDS) :]
+solve_active_op = _define(
+    "solve_active",
+    torch.library.infer_schema(_solve_active_kernel, mutates_args=()),
+    _solve_active_kernel,
+)
+_N_FACTOR = len(_kkt.FACTOR_FIELDS)
+
+
+def _solve_active(*tensors, problem: Problem | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """The solve of ``solve_active_op`` as a function of its tensors (it may be replayed from
+    static copies of them); ``problem``: theirs, when the caller has made it already."""
+    data, factor = tensors[:_N_INPUTS], tensors[_N_INPUTS : _N_INPUTS + _N_FACTOR]
+    backend, r1, r_lam, r2 = tensors[_N_INPUTS + _N_FACTOR :]
     if problem is None:
-        problem = Problem.from_inputs(Q, p, G, h, A, b, lb, ub, r1.shape[0])
-    x, lam, y = _kkt.solve_active(active_factor(problem, factor), r1, r_lam, r2)
+        problem = Problem.from_inputs(*data, r1.shape[0])
+    x, lam, y = _kkt.solve_active(active_factor(problem, factor, backend), r1, r_lam, r2)
     return x, lam, x.new_zeros(x.shape[0], 0) if y is None else y
 
 
 @torch.library.register_fake(solve_active_op)
-def _(Q, p, G, h, A, b, lb, ub, factor, r1, r_lam, r2, backend="auto"):
+def _(Q, p, G, h, A, b, lb, ub, factor, backend, r1, r_lam, r2):
     neq = 0 if r2 is None else r2.shape[-1]
     return torch.empty_like(r1), torch.empty_like(r_lam), r1.new_empty(r1.shape[0], neq)
 
 
 @torch.library.register_vmap(solve_active_op)
 def _(info, in_dims, *args):
-    data, factor, rhs, backend = args[:8], args[8], args[9:12], args[12:]
-    # The factor and the right-hand sides always have the batch dimension.
-    tensors = (*data, *factor, *rhs)
-    cores = (*CORE_DIMS, *(x.dim() - 1 - (d is not None) for x, d in zip(factor, in_dims[8])),
-             1, 1, 1)  # fmt: skip
-    folded, lead = _fold(info, (*in_dims[:8], *in_dims[8], *in_dims[9:12]), tensors, cores)
-    data, factor, rhs = folded[:8], folded[8:-3], folded[-3:]
-    return _unfold(info, solve_active_op(*data, factor, *rhs, *backend), lead)
+    data, factor, rest = args[:_N_INPUTS], args[_N_INPUTS], args[_N_INPUTS + 1 :]
+    factor_dims, rest_dims = in_dims[_N_INPUTS], in_dims[_N_INPUTS + 1 :]
+    # The factor, the backend code and the right-hand sides always have the batch dimension.
+    factor_cores = [x.dim() - 1 - (d is not None) for x, d in zip(factor, factor_dims)]
+    cores = (*CORE_DIMS, *factor_cores, 0, 1, 1, 1)
+    dims = (*in_dims[:_N_INPUTS], *factor_dims, *rest_dims)
+    folded, lead = _fold(info, dims, (*data, *factor, *rest), cores)
+    data, factor, rest = folded[:_N_INPUTS], folded[_N_INPUTS:-4], folded[-4:]
+    return _unfold(info, solve_active_op(*data, factor, *rest), lead)
 
 
 def _fold(info, in_dims, tensors, cores):

@@ -73,31 +73,12 @@ def tangent(problem: Problem, factor: _kkt.ActiveSetFactor, z, lam, nu, dQ, dG, 
     if dG is not None and lam_g is not None:
         dG = _lift(dG)
         r1 = r1 - matvec(dG.mT, lam_g)
-        r_lam = r_lam - stack_rows(problem, [matvec(dG, z), None, None], z)
+        r_lam = r_lam - problem.stack_rows([matvec(dG, z), None, None], z)
     if dA is not None and nu is not None:
         dA = _lift(dA)
         r1 = r1 - matvec(dA.mT, nu)
         r2 = r2 - matvec(dA, z)
     return _kkt.solve_active(factor, r1, r_lam, r2)
-
-
-def stack_rows(problem: Problem, parts, like: torch.Tensor) -> torch.Tensor:
-    """The (G, lb, ub) row blocks ``parts`` of the present blocks as one (B, m_all) tensor.
-
-    The inverse of ``Problem.split_rows``; a None part is zero, an unbatched one is expanded.
-    """
-    sizes = (
-        None if problem.G is None else problem.G.shape[-2],
-        None if problem.lb is None else problem.n,
-        None if problem.ub is None else problem.n,
-    )
-    batch = like.shape[0]
-    blocks = [
-        like.new_zeros(batch, size) if x is None else x.expand(batch, -1)
-        for x, size in zip(parts, sizes)
-        if size is not None
-    ]
-    return torch.cat(blocks, -1) if blocks else like.new_zeros(batch, 0)
 
 
 def _lift(M: torch.Tensor) -> torch.Tensor:

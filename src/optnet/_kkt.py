@@ -15,9 +15,11 @@ factorable; iterative refinement against the unregularized matrix removes their 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
+from ._policy import CHOLESKY, INVERSE
 from ._problem import Problem, matvec
 
 
@@ -25,13 +27,14 @@ from ._problem import Problem, matvec
 class SPDFactor:
     """Factor of a Jacobi-scaled SPD matrix: M + reg I = D (L L') D, D = diag(d).
 
-    On GPUs keeps ``L^-1`` (one triangular solve with k right-hand sides per factorization) so
+    Its form is the backend's ``Policy.factor_form``. ``INVERSE`` (GPUs) keeps ``L^-1`` (one
+    triangular solve with k right-hand sides per factorization) so
     that the many solves of an iteration are batched matrix-vector products: batched triangular
     solves with one right-hand side are latency-bound on GPUs. The inverse of a triangular
     factor is accurate to about cond(L) * eps, and the refinement of every Newton solve
-    corrects what is lost. On CPUs a triangular solve costs the same as a matrix-vector product
-    while forming ``L^-1`` costs more than the Cholesky factorization itself (measured), so
-    there ``L_inv`` is None and ``L`` is kept instead.
+    corrects what is lost. ``CHOLESKY`` (CPUs) keeps ``L`` and ``L_inv`` is None: there a
+    triangular solve costs the same as a matrix-vector product while forming ``L^-1`` costs
+    more than the Cholesky factorization itself (measured).
     """
 
     L_inv: torch.Tensor | None  # (B, k, k) lower triangular, or None when L is kept
@@ -92,8 +95,10 @@ class Buffers:
         return t[: shape[0]]
 
 
-def factor_spd(M: torch.Tensor, reg: torch.Tensor, buffers: Buffers | None = None) -> SPDFactor:
-    """Factor M + reg I (reg (B,) absolute) after symmetric diagonal scaling.
+def factor_spd(
+    M: torch.Tensor, reg: torch.Tensor, form: str, buffers: Buffers | None = None
+) -> SPDFactor:
+    """Factor M + reg I (reg (B,) absolute) after symmetric diagonal scaling, in ``form``.
 
     Scaling to a unit diagonal first makes the round-off shift relative to each row's own
     size, so a huge weight of one active constraint does not perturb the other directions.
@@ -112,13 +117,14 @@ def factor_spd(M: torch.Tensor, reg: torch.Tensor, buffers: Buffers | None = Non
     shift = reg.unsqueeze(-1) * inv_d.square() + size**0.5 * torch.finfo(M.dtype).eps
     scaled.diagonal(dim1=-2, dim2=-1).add_(shift)
     eye = torch.eye(size, dtype=M.dtype, device=M.device)
-    if M.device.type == "cpu":
+    if form == CHOLESKY:
         # The upper factor, whose transpose is a row-major L: zeroing the other triangle of a
         # column-major L (what the lower factor needs) costs a third of the factorization.
         U, info = torch.linalg.cholesky_ex(scaled, upper=True, out=None if U is None else (U, info))
         L, ok = U.mT, info == 0
         # A failed factor holds garbage; substitute identity so nothing non-finite spreads.
-        # Reading ``ok`` is free on the CPU, and all factors usually succeed.
+        # Reading ``ok`` is free on the CPU (this form's device), and all factors usually
+        # succeed.
         if not bool(ok.all()):
             L = torch.where(ok[:, None, None], L, eye)
         return SPDFactor(None, d, ok, L)
@@ -171,9 +177,9 @@ def _blocks(M: torch.Tensor):
 class KKTFactor:
     """Factors of the reduced KKT matrix.
 
-    With equalities, either ``Hinv_At`` = (H + rho I)^-1 A' is kept (GPUs, the fused kernel),
-    or ``W`` = L^-1 D^-1 A' (CPUs, from one triangular solve): then the Schur complement is
-    W'W and a solve needs only the two triangular solves of H's factor.
+    With equalities, either ``Hinv_At`` = (H + rho I)^-1 A' is kept (``INVERSE`` form), or
+    ``W`` = L^-1 D^-1 A' (``CHOLESKY`` form, from one triangular solve): then the Schur
+    complement is W'W and a solve needs only the two triangular solves of H's factor.
     """
 
     H: torch.Tensor  # (B, n, n) unregularized reduced Hessian, for refinement
@@ -195,25 +201,26 @@ def factor(
     w: torch.Tensor,
     reg: torch.Tensor,
     refine_steps: int,
+    form: str,
     buffers: Buffers | None = None,
 ) -> KKTFactor:
-    """Factor the reduced KKT matrix for inequality weights ``w`` (B, m_all).
+    """Factor the reduced KKT matrix for inequality weights ``w`` (B, m_all), in ``form``.
 
     ``reg`` (B,) is the static regularization (rho = delta) per problem. With ``buffers`` the
     factor lives in their memory (see ``Buffers``).
     """
     H = problem.reduced_hessian(w, buffers)
-    H_factor = factor_spd(H, reg, buffers)
+    H_factor = factor_spd(H, reg, form, buffers)
     if not problem.has_eq:
         return KKTFactor(H, H_factor, None, None, None, refine_steps)
     A = problem.A
     At = A.mT.expand(H.shape[0], -1, -1)
     if H_factor.L_inv is None:
         W = H_factor.half_solve(At)
-        S_factor = factor_spd(W.mT @ W, reg)
+        S_factor = factor_spd(W.mT @ W, reg, form)
         return KKTFactor(H, H_factor, A, None, S_factor, refine_steps, W)
     Hinv_At = H_factor.solve(At)
-    S_factor = factor_spd(A @ Hinv_At, reg)
+    S_factor = factor_spd(A @ Hinv_At, reg, form)
     return KKTFactor(H, H_factor, A, Hinv_At, S_factor, refine_steps)
 
 
@@ -279,6 +286,63 @@ class ActiveSetFactor:
     def ok(self) -> torch.Tensor:
         return self.reduced.ok
 
+    def tensors(self) -> FactorTensors:
+        """The factor as tensors, contiguous: what the custom op returns and autograd saves
+        (``from_tensors`` rebuilds it)."""
+        reduced = self.reduced
+        H, S = reduced.H_factor, reduced.S_factor
+        batch, n = H.d.shape
+        X = reduced.W if reduced.W is not None else reduced.Hinv_At
+        if X is None:  # no equality constraints
+            X, S_tri, S_d = (H.d.new_zeros(batch, *shape) for shape in ((n, 0), (0, 0), (0,)))
+        else:
+            S_tri, S_d = (S.L if S.L_inv is None else S.L_inv), S.d
+        H_tri = H.L if H.L_inv is None else H.L_inv
+        # Contiguous, as the op's fake implementation says (LAPACK writes L column-major).
+        tensors = (H_tri, H.d, X, S_tri, S_d, self.w, self.active, self.ok)
+        return FactorTensors(*(x.contiguous() for x in tensors))
+
+    @classmethod
+    def from_tensors(cls, problem: Problem, tensors, form: str) -> ActiveSetFactor:
+        """The factor of ``problem`` (in the factor's dtype) from ``tensors()``, made in
+        ``form`` (the ``Policy.factor_form`` of the backend that made it)."""
+        H_tri, H_d, X, S_tri, S_d, w, active, ok = FactorTensors(*tensors)
+        inverse = form == INVERSE
+
+        def spd(tri, d):
+            return SPDFactor(tri, d, ok) if inverse else SPDFactor(None, d, ok, tri)
+
+        S = spd(S_tri, S_d) if problem.has_eq else None
+        W, Hinv_At = (None, X) if inverse else (X, None)
+        A = problem.A if problem.has_eq else None
+        # H (the unregularized matrix) serves the refinement of ``solve``, never used here.
+        reduced = KKTFactor(None, spd(H_tri, H_d), A, Hinv_At, S, 0, W)
+        steps = ACTIVE_SET_REFINE_STEPS[problem.p.dtype]
+        return cls(reduced, w, active, steps, problem, residual_problem(problem))
+
+    @staticmethod
+    def fake_tensors(like: torch.Tensor, batch, n, neq, m_all, dtype) -> FactorTensors:
+        """Empty tensors shaped as ``tensors()`` (for torch.compile's fake kernels)."""
+        shapes = ((n, n), (n,), (n, neq), (neq, neq), (neq,), (m_all,), (m_all,))
+        floats = [like.new_empty(batch, *shape, dtype=dtype) for shape in shapes]
+        return FactorTensors(*floats, like.new_empty(batch, dtype=torch.bool))
+
+
+class FactorTensors(NamedTuple):
+    """``ActiveSetFactor`` as tensors, each with the batch dimension first."""
+
+    H_tri: torch.Tensor  # (B, n, n) L or L^-1 of H + rho I (by the form), H = Q + C' diag(w) C
+    H_d: torch.Tensor  # (B, n) its Jacobi scaling
+    X: torch.Tensor  # (B, n, neq) W = L^-1 D^-1 A' or (H + rho I)^-1 A' (by the form)
+    S_tri: torch.Tensor  # (B, neq, neq) L or L^-1 of the Schur complement
+    S_d: torch.Tensor  # (B, neq) its Jacobi scaling
+    w: torch.Tensor  # (B, m_all) penalty weights, 0 on inactive rows
+    active: torch.Tensor  # (B, m_all) 1.0 on active rows
+    ok: torch.Tensor  # (B,) bool: the factorization succeeded
+
+
+FACTOR_FIELDS = FactorTensors._fields
+
 
 def residual_problem(problem: Problem) -> Problem:
     """The data in the dtype of the active-set refinement's residuals.
@@ -300,16 +364,18 @@ def factor_active(
     reg: torch.Tensor,
     exact: Problem,
     penalty: torch.Tensor,
+    form: str,
     buffers: Buffers | None = None,
 ) -> ActiveSetFactor:
-    """Factor the active-set KKT system (``active`` (B, m_all) bool) of ``problem``.
+    """Factor the active-set KKT system (``active`` (B, m_all) bool) of ``problem``, in
+    ``form``.
 
     ``exact`` is ``residual_problem(problem)`` and ``penalty`` ``active_set_penalty(problem)``,
     made once by the caller for all its factors. With ``buffers`` the factor lives in their
     memory (see ``Buffers``).
     """
     active = active.to(problem.p.dtype) * problem.mask
-    reduced = factor(problem, active * penalty, reg, 0, buffers)
+    reduced = factor(problem, active * penalty, reg, 0, form, buffers)
     return ActiveSetFactor(
         reduced, active * penalty, active, ACTIVE_SET_REFINE_STEPS[problem.p.dtype], problem, exact
     )

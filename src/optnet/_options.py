@@ -12,6 +12,8 @@ import torch
 _DEFAULT_EPS = {torch.float64: 1e-9, torch.float32: 1e-4}
 # SolverOptions.infeasible: report inconsistent constraints, or solve the closest feasible QP.
 INFEASIBLE_MODES = ("status", "closest")
+# SolverOptions.backend: "auto" or one of these (``optnet._backends.BACKENDS`` implements each).
+BACKEND_NAMES = ("batched", "graphed")
 
 
 @dataclass(frozen=True)
@@ -30,8 +32,9 @@ class SolverOptions:
         refine_steps: iterative-refinement steps applied to every Newton solve.
         eps_infeasible: tolerance of the infeasibility certificates.
         check_every: the host reads convergence flags every this many iterations
-            (``None``: every iteration, except between the CUDA graphs of the ``"graphed"``
-            backend, which replay 4 iterations each for the first 8, then 1).
+            (``None``: the backend's own period; the ``"batched"`` backend reads every
+            iteration, the ``"graphed"`` one replays 4 iterations per read for the first 8,
+            then 1).
         equilibrate: Ruiz-equilibrate the data before solving (results are unscaled).
         ruiz_iters: number of Ruiz passes when ``equilibrate`` is set.
         compute_dtype: dtype of the solver's arithmetic; ``None`` uses the inputs' dtype.
@@ -95,10 +98,8 @@ class SolverOptions:
                 f"SolverOptions.compute_dtype must be None, torch.float32 or torch.float64, "
                 f"got {self.compute_dtype!r}"
             )
-        from ._backends import BACKENDS  # here, not at import: the backends import this module
-
-        if self.backend != "auto" and self.backend not in BACKENDS:
-            names = ", ".join(repr(name) for name in ("auto", *BACKENDS))
+        if self.backend != "auto" and self.backend not in BACKEND_NAMES:
+            names = ", ".join(repr(name) for name in ("auto", *BACKEND_NAMES))
             raise ValueError(f"SolverOptions.backend must be one of {names}, got {self.backend!r}")
         if self.infeasible not in INFEASIBLE_MODES:
             names = ", ".join(map(repr, INFEASIBLE_MODES))
@@ -121,11 +122,3 @@ class SolverOptions:
         eps_abs = default if self.eps_abs is None else self.eps_abs
         eps_rel = default if self.eps_rel is None else self.eps_rel
         return eps_abs, eps_rel
-
-    def host_check_period(self, device: torch.device, graphed: bool = False) -> int:
-        """Iterations between the host's reads of the convergence flags."""
-        if self.check_every is not None:
-            return self.check_every
-        # A read stalls the GPU between graph replays; after an eagerly launched iteration it
-        # costs little next to the launches or the kernels, and lets the batch shrink.
-        return 4 if graphed and device.type == "cuda" else 1

@@ -1,11 +1,18 @@
-"""The batched problem as the solver sees it.
+"""The batched problem as the solver sees it, and the layout of its inputs.
+
+The eight inputs are described once, in ``INPUTS``: validation, the custom op, the problem and
+the gradients' batch reduction all read their names and per-problem shapes from it. An input
+with one more dimension than its core dimensions is batched (leading dimension B); the others
+are shared by the batch, and their gradient is the SUM over the batch, like autograd's own
+broadcasting.
 
 All inequalities are stacked into one operator ``C`` with right-hand side ``h_all``::
 
     C = [G; -I; I],   h_all = [h; -lb; ub]     (blocks present only when given)
 
 so the interior-point loop and the backward pass treat general rows and bounds alike, while
-the bound rows stay diagonal (never materialized as dense rows). Rows whose right-hand side is
+the bound rows stay diagonal (never materialized as dense rows). ``Problem`` owns that row
+layout (``row_blocks``, ``stack_rows``, ``split_rows``). Rows whose right-hand side is
 infinite are masked out: their slack is fixed at 1 and their dual at 0.
 
 Unbatched inputs keep a leading dimension of 1 and broadcast in every product.
@@ -17,6 +24,55 @@ import dataclasses
 from dataclasses import dataclass
 
 import torch
+
+# Each input's per-problem shape, as the sizes it carries: n variables, m inequality rows
+# (G, h), neq equality rows (A, b).
+INPUTS = {
+    "Q": ("n", "n"),
+    "p": ("n",),
+    "G": ("m", "n"),
+    "h": ("m",),
+    "A": ("neq", "n"),
+    "b": ("neq",),
+    "lb": ("n",),
+    "ub": ("n",),
+}
+INPUT_NAMES = tuple(INPUTS)
+# The dimensions of one problem's array, per input, in ``INPUT_NAMES`` order.
+CORE_DIMS = tuple(len(sizes) for sizes in INPUTS.values())
+# The inequality row blocks in the order they are stacked, and the input that gives each.
+ROW_BLOCKS = {"ineq": "G", "lb": "lb", "ub": "ub"}
+
+
+def batch_size(inputs) -> int:
+    """The batch of the eight inputs: the leading size of a batched one, 1 if none is."""
+    for x, core in zip(inputs, CORE_DIMS):
+        if x is not None and x.dim() == core + 1:
+            return x.shape[0]
+    return 1
+
+
+def select_inputs(inputs, rows: torch.Tensor) -> tuple:
+    """The eight inputs of the problems ``rows``: batched inputs indexed, shared ones kept."""
+    return tuple(
+        x[rows] if x is not None and x.dim() == core + 1 else x
+        for x, core in zip(inputs, CORE_DIMS)
+    )
+
+
+def reduce_to_input(grad: torch.Tensor, input_dim: int) -> torch.Tensor:
+    """A batched gradient summed over the batch where the input had no batch dimension.
+
+    A parameter shared by B problems receives the sum of the B per-problem gradients (never
+    their mean), as autograd's broadcasting gives.
+    """
+    return grad.sum(0) if grad.dim() > input_dim else grad
+
+
+def row_blocks(n: int, G, lb, ub) -> dict[str, int | None]:
+    """Rows per inequality block in the stacked order (``ROW_BLOCKS``); None: absent."""
+    m = None if G is None else G.shape[-2]
+    return {"ineq": m, "lb": None if lb is None else n, "ub": None if ub is None else n}
 
 
 def matvec(M: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -53,7 +109,7 @@ def _neg(x):
     return None if x is None else -x
 
 
-def _stack(parts, like: torch.Tensor) -> torch.Tensor:
+def concat_rows(parts, like: torch.Tensor) -> torch.Tensor:
     """Concatenate the present row blocks, broadcasting their leading (batch) dimensions."""
     parts = [x for x in parts if x is not None]
     if not parts:
@@ -82,7 +138,7 @@ class Problem:
             return None if x is None else (x if x.dim() == dims + 1 else x.unsqueeze(0))
 
         Q, p, G, h, A, b, lb, ub = (
-            lift(x, d) for x, d in zip((Q, p, G, h, A, b, lb, ub), (2, 1, 2, 1, 2, 1, 1, 1))
+            lift(x, d) for x, d in zip((Q, p, G, h, A, b, lb, ub), CORE_DIMS)
         )
         masks = []
         finite_rhs = []
@@ -94,7 +150,19 @@ class Problem:
             else:
                 finite_rhs.append(None)
         h, lb, ub = finite_rhs
-        return cls(Q, p, G, h, A, b, lb, ub, _stack(masks, p), _stack([h, _neg(lb), ub], p), batch)
+        return cls(
+            Q,
+            p,
+            G,
+            h,
+            A,
+            b,
+            lb,
+            ub,
+            concat_rows(masks, p),
+            concat_rows([h, _neg(lb), ub], p),
+            batch,
+        )
 
     def select(self, rows: torch.Tensor) -> Problem:
         """The sub-batch of the problems ``rows`` (shared, unbatched data stays shared)."""
@@ -131,7 +199,7 @@ class Problem:
         for bound in (self.lb, self.ub):
             if bound is not None:
                 parts.append(torch.ones_like(bound))
-        return _stack(parts, self.p)
+        return concat_rows(parts, self.p)
 
     def to(self, dtype: torch.dtype) -> Problem:
         """The same problem in another floating dtype."""
@@ -142,11 +210,25 @@ class Problem:
         }
         return dataclasses.replace(self, **changes)
 
+    def row_blocks(self) -> dict[str, int | None]:
+        """Rows per inequality block (``ROW_BLOCKS`` order); None for an absent block."""
+        return row_blocks(self.n, self.G, self.lb, self.ub)
+
     def split_rows(self, rows: torch.Tensor):
-        """Split a stacked ``(B, m_all)`` tensor into its (G, lb, ub) parts (None if absent)."""
-        m = None if self.G is None else self.G.shape[-2]
-        sizes = (m, None if self.lb is None else self.n, None if self.ub is None else self.n)
-        return split_blocks(rows, sizes)
+        """Split a stacked ``(..., m_all)`` tensor into its (G, lb, ub) parts (None if absent)."""
+        return split_blocks(rows, self.row_blocks().values())
+
+    def stack_rows(self, parts, like: torch.Tensor) -> torch.Tensor:
+        """The (G, lb, ub) row blocks ``parts`` as one (B, m_all) tensor: ``split_rows``'
+        inverse. A None part of a present block is zero; an unbatched one is expanded; the
+        parts of absent blocks are ignored. ``like``: a (B, .) tensor of the dtype wanted."""
+        batch = like.shape[0]
+        blocks = [
+            like.new_zeros(batch, size) if x is None else x.expand(batch, -1)
+            for x, size in zip(parts, self.row_blocks().values())
+            if size is not None
+        ]
+        return torch.cat(blocks, -1) if blocks else like.new_zeros(batch, 0)
 
     def ineq(self, z: torch.Tensor) -> torch.Tensor:
         """C z, shape (B, m_all)."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._problem import Problem, _stack
+from ._problem import Problem, concat_rows
 
 _CLAMP = (1e-4, 1e4)
 
@@ -34,7 +34,7 @@ class Scaling:
             parts.append(1 / self.D)
         if problem.ub is not None:
             parts.append(1 / self.D)
-        return _stack(parts, problem.p)
+        return concat_rows(parts, problem.p)
 
     def unscale(self, problem: Problem, z, s, lam, nu):
         """Map an iterate of the scaled problem back to the original one."""
@@ -87,6 +87,6 @@ def equilibrate(problem: Problem, iters: int) -> tuple[Problem, Scaling]:
     scaled = Problem(
         Q=c.unsqueeze(-1) * Qs, p=c * D * p, G=rows(E_G, G), h=h, A=rows(E_A, A), b=b,
         lb=lb, ub=ub, mask=problem.mask,
-        h_all=_stack([h, None if lb is None else -lb, ub], p) * problem.mask, batch=B,
+        h_all=concat_rows([h, None if lb is None else -lb, ub], p) * problem.mask, batch=B,
     )  # fmt: skip
     return scaled, Scaling(D, E_G, E_A, c)

@@ -6,20 +6,10 @@ from dataclasses import dataclass
 
 import torch
 
+from ._problem import INPUTS, ROW_BLOCKS, row_blocks
 from ._solution import ActiveSet, QPSolution
 
 _SUPPORTED_DTYPES = (torch.float32, torch.float64)
-# (name, dims of one problem's array, which size letter each dim carries)
-_LAYOUT = {
-    "Q": ("n", "n"),
-    "p": ("n",),
-    "G": ("m", "n"),
-    "h": ("m",),
-    "A": ("p", "n"),
-    "b": ("p",),
-    "lb": ("n",),
-    "ub": ("n",),
-}
 
 
 @dataclass(frozen=True)
@@ -70,13 +60,13 @@ def validate_inputs(*, check_values: bool = True, **arrays: torch.Tensor | None)
     if "G" in present:
         sizes["m"] = present["G"].shape[-2] if present["G"].dim() >= 2 else None
     if "A" in present:
-        sizes["p"] = present["A"].shape[-2] if present["A"].dim() >= 2 else None
+        sizes["neq"] = present["A"].shape[-2] if present["A"].dim() >= 2 else None
     batch = None
     for name, x in present.items():
-        expected = tuple(sizes.get(letter) for letter in _LAYOUT[name])
+        expected = tuple(sizes.get(letter) for letter in INPUTS[name])
         core = tuple(x.shape[x.dim() - len(expected) :]) if x.dim() >= len(expected) else None
         if x.dim() not in (len(expected), len(expected) + 1) or core != expected:
-            letters = ", ".join(_LAYOUT[name]) + ("," if len(expected) == 1 else "")
+            letters = ", ".join(INPUTS[name]) + ("," if len(expected) == 1 else "")
             values = ", ".join(map(str, expected)) + ("," if len(expected) == 1 else "")
             raise ValueError(
                 f"{name} must have shape ({letters}) = ({values}) or (B, {letters.rstrip(',')}) "
@@ -94,7 +84,7 @@ def validate_inputs(*, check_values: bool = True, **arrays: torch.Tensor | None)
 
     if check_values:
         _check_values(present)
-    return ProblemShape(batch, sizes["n"], sizes.get("m", 0), sizes.get("p", 0), dtype, device)
+    return ProblemShape(batch, sizes["n"], sizes.get("m", 0), sizes.get("neq", 0), dtype, device)
 
 
 def _infer_n(present: dict[str, torch.Tensor]) -> int:
@@ -131,15 +121,6 @@ def _check_values(present: dict[str, torch.Tensor]) -> None:
         )
 
 
-def block_sizes(shape: ProblemShape, G, lb, ub) -> dict[str, int | None]:
-    """Rows per inequality block in the solver's order (G, lb, ub); None for an absent one."""
-    return {
-        "ineq": None if G is None else shape.m,
-        "lb": None if lb is None else shape.n,
-        "ub": None if ub is None else shape.n,
-    }
-
-
 def validate_warm_start(warm_start, shape: ProblemShape, G, lb, ub) -> torch.Tensor | None:
     """``solve_qp``'s ``warm_start`` checked against the problem's blocks and shapes, as the op
     takes it: the guessed rows stacked in the solver's order (G, lb, ub), bool ``(B, m_all)``,
@@ -151,7 +132,7 @@ def validate_warm_start(warm_start, shape: ProblemShape, G, lb, ub) -> torch.Ten
         raise TypeError(
             f"warm_start must be a QPSolution, an ActiveSet or None, got {type(guess).__name__}"
         )
-    sizes = block_sizes(shape, G, lb, ub)
+    sizes = row_blocks(shape.n, G, lb, ub)
     masks = dict(guess.blocks())
     batched = shape.batch is not None and any(
         x is not None and x.dim() == 2 for x in masks.values()
@@ -162,7 +143,7 @@ def validate_warm_start(warm_start, shape: ProblemShape, G, lb, ub) -> torch.Ten
         where = f"warm_start.{name}"
         if size is None or x is None:
             if (size is None) != (x is None):
-                given = {"ineq": "G", "lb": "lb", "ub": "ub"}[name]
+                given = ROW_BLOCKS[name]
                 state = "is None" if x is None else "was given"
                 has = "has" if x is None else "has no"
                 raise ValueError(

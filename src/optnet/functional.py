@@ -6,14 +6,13 @@ import dataclasses
 
 import torch
 
-from . import _custom_op
-from ._autograd import QPFunction
+from . import _autograd
 from ._closest import closest_feasible
-from ._custom_op import FACTOR_FIELDS
+from ._custom_op import solution_fields, unpack_outputs
 from ._options import SolverOptions
-from ._problem import split_blocks
-from ._solution import OUTPUT_FIELDS, ActiveSet, QPSolution
-from ._validate import block_sizes, validate_inputs, validate_warm_start
+from ._problem import row_blocks, split_blocks
+from ._solution import ActiveSet, QPSolution
+from ._validate import validate_inputs, validate_warm_start
 
 
 def solve_qp(
@@ -66,19 +65,15 @@ def solve_qp(
     # Shapes and dtypes here; the values (NaN, symmetry) in the op, where the data are read.
     shape = validate_inputs(Q=Q, p=p, G=G, h=h, A=A, b=b, lb=lb, ub=ub, check_values=False)
     warm_active = validate_warm_start(warm_start, shape, G, lb, ub)
-    args = (Q, p, G, h, A, b, lb, ub, *_custom_op.option_args(options), warm_active)
-    if torch.compiler.is_compiling():
-        # Dynamo does not trace an autograd.Function with a jvp: call the op, whose registered
-        # autograd is QPFunction's backward (torch.compile supports no forward mode anyway).
-        outputs = _custom_op.solve_qp_op(*args)
-    else:
-        outputs = QPFunction.apply(*args)
-    fields = _custom_op.solution_fields(outputs[: len(OUTPUT_FIELDS)], G, A, lb, ub)
-    active = outputs[len(OUTPUT_FIELDS) + FACTOR_FIELDS.index("active")] > 0
-    sizes = block_sizes(shape, G, lb, ub)
+    inputs = (Q, p, G, h, A, b, lb, ub)
+    fields, _, factor = unpack_outputs(_autograd.solve(inputs, options, warm_active))
+    sizes = row_blocks(shape.n, G, lb, ub)
+    active = factor.active > 0
     blocks = dict(zip(sizes, split_blocks(active, sizes.values())))
     unbatched = shape.batch is None
-    sol = QPSolution.from_outputs(fields, unbatched=unbatched, active_set=ActiveSet(**blocks))
+    sol = QPSolution.from_outputs(
+        solution_fields(fields, G, A, lb, ub), unbatched=unbatched, active_set=ActiveSet(**blocks)
+    )
     if options.infeasible == "closest":
         phases = dataclasses.replace(options, infeasible="status")
         sol = closest_feasible(solve_qp, (Q, p, G, h, A, b, lb, ub), sol, phases)

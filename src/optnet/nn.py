@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ._autograd import values_readable
 from ._options import SolverOptions
 from ._solution import QPSolution
 from .functional import solve_qp
@@ -31,6 +32,8 @@ class QPLayer(nn.Module):
         super().__init__()
         self.options = SolverOptions() if options is None else options
         self.strict = strict
+        # The layer the user built, named in warnings (an OptNetLayer holds a QPLayer).
+        self.owner = type(self).__name__
 
     def forward(
         self, Q, p, G=None, h=None, A=None, b=None, *, lb=None, ub=None, warm_start=None
@@ -39,11 +42,14 @@ class QPLayer(nn.Module):
         sol = solve_qp(Q, p, G, h, A, b, lb=lb, ub=ub, options=self.options, warm_start=warm_start)
         if self.strict:
             sol.raise_for_status()
-        elif torch.compiler.is_compiling():
-            pass  # reading the statuses is a host sync, a graph break under torch.compile
+        elif not values_readable(sol.status):
+            pass  # under torch.compile or torch.func: the statuses cannot be read here
         elif logger.isEnabledFor(logging.WARNING) and not bool(sol.solved.all()):
             unsolved = int((~sol.solved).sum())
-            logger.warning("QPLayer: %d of %d problems not solved", unsolved, sol.status.numel())
+            logger.warning(
+                "%s: %d of %d problems not solved (statuses: QPSolution.status)",
+                self.owner, unsolved, sol.status.numel(),
+            )  # fmt: skip
         return sol
 
     def extra_repr(self) -> str:
@@ -82,6 +88,7 @@ class OptNetLayer(nn.Module):
         self.s0_raw = nn.Parameter(torch.full((n_ineq,), 0.5413, **kw))  # softplus -> 1
         self.A = nn.Parameter(torch.empty(n_eq, n, **kw).uniform_(-1, 1)) if n_eq else None
         self.qp = QPLayer(options)
+        self.qp.owner = type(self).__name__
 
     def qp_data(self):
         L = torch.tril(self.L)

@@ -1,8 +1,19 @@
 """The backends that run the interior-point algorithm, and the ONE function that picks one.
 
-Every backend runs the same algorithm (``optnet._ipm``) and returns an ``IPMResult``; they
-differ only in how the iterations are launched. ``BACKENDS`` maps ``SolverOptions.backend``
-names to implementations; ``select`` is the only place that decides which one runs.
+Every backend runs the same algorithm (``optnet._ipm``) and differs only in how it is
+launched. A backend is one module of this package with three functions (docs/solver.md,
+"Backends", is the contract):
+
+- ``policy(device, options) -> Policy``: what the algorithm may do under it (host reads,
+  check period, buffer reuse, the factor form), the only place that asks about the device;
+- ``solve(problem, options, policy) -> IPMResult | None``: the whole solve (None: it declines
+  at run time, and the batched backend runs instead);
+- ``derivative(kernel, tensors, problem) -> tuple``: how the backward's solve with the
+  forward's factor runs (``kernel(*tensors)``, launched its way).
+
+``BACKENDS`` maps ``SolverOptions.backend`` names to them; ``select`` is the only place that
+decides which one runs; ``solve`` returns the name of the one that ran, which the custom op
+records and hands to the backward.
 """
 
 from __future__ import annotations
@@ -13,26 +24,25 @@ import torch
 
 from .._ipm import IPMResult
 from .._ipm.polish import solve_from_active_set
-from .._ipm.state import scatter_tree, where_tree
-from .._options import SolverOptions
+from .._options import BACKEND_NAMES, SolverOptions
 from .._problem import Problem
 from .._status import QPStatus
+from .._tree import scatter_tree, where_tree
 from . import batched, graphed
 
 logger = logging.getLogger("optnet")
 
-# name -> solve(problem, options) -> IPMResult, or None when that backend declines at run time
-BACKENDS = {
-    "batched": batched.solve,
-    "graphed": graphed.solve,
-}
+BACKENDS = {"batched": batched, "graphed": graphed}
+assert tuple(BACKENDS) == BACKEND_NAMES  # the names SolverOptions accepts
 
 
 def select(problem: Problem, options: SolverOptions) -> str:
-    """The backend that solves ``problem`` under ``options`` (raises for impossible requests)."""
+    """The backend that solves ``problem`` under ``options`` (raises for impossible requests).
+
+    ``"auto"``: graphed on CUDA while the solve is launch-bound (``graphed.worth_capturing``,
+    the measured crossover in docs/solver.md), batched otherwise.
+    """
     name = options.backend
-    if name not in ("auto", *BACKENDS):  # SolverOptions validates this; kept for direct callers
-        raise ValueError(f"unknown backend {name!r}; known: auto, {', '.join(BACKENDS)}")
     if options.equilibrate:
         if name not in ("auto", "batched"):
             raise ValueError(
@@ -47,24 +57,20 @@ def select(problem: Problem, options: SolverOptions) -> str:
     return "batched"
 
 
-def replay_derivative(problem: Problem, backend: str, kernel, tensors) -> tuple:
-    """``kernel(*tensors)``, a derivative's solve with the polish's factor for ``problem``.
+def factor_form(name: str, device: torch.device) -> str:
+    """The form of the factors that backend ``name`` makes on ``device``."""
+    return BACKENDS[name].policy(device, SolverOptions()).factor_form
 
-    Replayed from a CUDA graph where the forward's backend replays its iterations (``backend``
-    is the forward's option): launched from Python its refinement is hundreds of tiny kernels.
-    ``kernel`` takes ``problem=``, the problem of ``tensors``, to skip rebuilding it.
-    """
-    if select(problem, SolverOptions(backend=backend)) != "batched":
-        out = graphed.replay(kernel, tensors)
-        if out is not None:
-            return out
-    return kernel(*tensors, problem=problem)
+
+def derivative(name: str, kernel, tensors, problem: Problem) -> tuple:
+    """``kernel(*tensors)``, a derivative's solve with the factor made by backend ``name``."""
+    return BACKENDS[name].derivative(kernel, tensors, problem)
 
 
 def solve(
     problem: Problem, options: SolverOptions, warm_active: torch.Tensor | None = None
-) -> IPMResult:
-    """Solve a validated, batched problem with the selected backend.
+) -> tuple[IPMResult, str]:
+    """Solve a validated, batched problem: (result, the name of the backend that ran).
 
     ``warm_active`` (B, m_all) bool, a guess of the active set (e.g. a previous solution's):
     problems whose active-set solution meets the stopping rule need no interior point; the
@@ -72,26 +78,30 @@ def solve(
     (a sub-batch), on the others the whole batch (their captured graphs are cached per shape,
     and a new sub-batch size would capture new ones).
     """
-    if warm_active is None:
-        return _solve(problem, options)
-    warm, taken = solve_from_active_set(problem, options, warm_active)
-    if bool(taken.all()):
-        return warm
-    if not bool(taken.any()):
-        return _solve(problem, options)
-    if select(problem, options) != "batched":
-        return where_tree(taken, warm, _solve(problem, options))
-    rows = (~taken).nonzero().squeeze(-1)
-    return scatter_tree(warm, rows, _solve(problem.select(rows), options), problem.batch)
-
-
-def _solve(problem: Problem, options: SolverOptions) -> IPMResult:
     name = select(problem, options)
-    result = BACKENDS[name](problem, options)
-    if result is None:  # the graphs could not be captured for this shape
-        name, result = "batched", batched.solve(problem, options)
-    result = batched.resume(problem, options, result)
+    if warm_active is None:
+        return _solve(problem, options, name)
+    policy = BACKENDS[name].policy(problem.p.device, options)
+    warm, taken = solve_from_active_set(problem, options, policy, warm_active)
+    if bool(taken.all()):
+        return warm, name
+    if not bool(taken.any()):
+        return _solve(problem, options, name)
+    if name != "batched":
+        cold, ran = _solve(problem, options, name)
+        return where_tree(taken, warm, cold), ran
+    rows = (~taken).nonzero().squeeze(-1)
+    cold, ran = _solve(problem.select(rows), options, name)
+    return scatter_tree(warm, rows, cold, problem.batch), ran
+
+
+def _solve(problem: Problem, options: SolverOptions, name: str) -> tuple[IPMResult, str]:
+    device = problem.p.device
+    result = BACKENDS[name].solve(problem, options, BACKENDS[name].policy(device, options))
+    if result is None:  # declined (the graphs could not be captured for this shape)
+        name = "batched"
+        result = batched.solve(problem, options, batched.policy(device, options))
     if logger.isEnabledFor(logging.DEBUG):  # a host sync: only when asked for
         counts = {QPStatus(c).name: int(k) for c, k in enumerate(result.status.bincount()) if k}
         logger.debug("%s backend: %d problems, statuses %s", name, problem.batch, counts)
-    return result
+    return result, name

@@ -8,40 +8,60 @@ the running problems are compacted into smaller batches as others stop.
 
 from __future__ import annotations
 
+import torch
+
 from .._ipm import IPMResult, IPMState, Iteration, finish, initial_state
-from .._ipm.state import RUNNING, scatter_tree
+from .._ipm.state import RUNNING
 from .._options import SolverOptions
+from .._policy import CHOLESKY, FREE, INVERSE, SYNC, Policy
 from .._problem import Problem
 from .._scaling import equilibrate
+from .._tree import scatter_tree
 
 
-def solve(problem: Problem, options: SolverOptions) -> IPMResult:
-    check_period = options.host_check_period(problem.p.device)
+def policy(device: torch.device, options: SolverOptions) -> Policy:
+    """On a CPU flags are free to read and the factorizations reuse their memory (a fresh
+    multi-megabyte tensor costs page faults); GPUs keep inverse factors (``_kkt.SPDFactor``)."""
+    cpu = device.type == "cpu"
+    return Policy(
+        host_reads=FREE if cpu else SYNC,
+        check_period=options.check_every or 1,
+        reuse_buffers=cpu,
+        factor_form=CHOLESKY if cpu else INVERSE,
+    )
+
+
+def solve(problem: Problem, options: SolverOptions, policy: Policy) -> IPMResult:
     if options.equilibrate:
         scaled, scaling = equilibrate(problem, options.ruiz_iters)
-        iteration = Iteration(scaled, options, problem, scaling)
-        state = _run(iteration, initial_state(scaled, options), check_period)
+        iteration = Iteration(scaled, options, policy, problem, scaling)
+        state = _run(iteration, initial_state(scaled, options, policy))
     else:
-        iteration = Iteration(problem, options)
-        state = initial_state(problem, options, iteration.buffers)
-        state = _run(iteration, state, check_period)
-    return finish(iteration, state)
+        iteration = Iteration(problem, options, policy)
+        state = _run(iteration, initial_state(problem, options, policy, iteration.buffers))
+    return _resume(problem, options, policy, finish(iteration, state))
 
 
-def resume(problem: Problem, options: SolverOptions, result: IPMResult) -> IPMResult:
-    """Finish the problems any backend handed to the polish early and the polish could not
-    solve (status RUNNING): their interior point continues to the full tolerance.
+def derivative(kernel, tensors, problem: Problem) -> tuple:
+    """A derivative's solve with the forward's factor, launched eagerly."""
+    return kernel(*tensors, problem=problem)
+
+
+def _resume(problem: Problem, options: SolverOptions, policy: Policy, result: IPMResult):
+    """Finish the problems handed to the polish early that the polish could not solve
+    (status RUNNING): their interior point continues to the full tolerance.
     """
     waiting = result.status == RUNNING
     if not bool(waiting.any()):
         return result
     rows = waiting.nonzero().squeeze(-1)
-    iteration = Iteration(problem.select(rows), options, handoff=False)
-    state = _run(iteration, result.resume_state(rows), options.host_check_period(rows.device))
+    iteration = Iteration(problem.select(rows), options, policy, handoff=False)
+    state = _run(iteration, result.resume_state(rows))
     return scatter_tree(result, rows, finish(iteration, state), problem.batch)
 
 
-def _run(iteration: Iteration, state: IPMState, check_period: int) -> IPMState:
+def _run(iteration: Iteration, state: IPMState) -> IPMState:
+    check_period = iteration.policy.check_period
     if check_period == 1 and iteration.scaling is None and iteration.problem.batch > 1:
         return _run_compacting(iteration, state)
     for k in range(iteration.options.max_iter):
@@ -76,6 +96,8 @@ def _run_compacting(iteration: Iteration, state: IPMState) -> IPMState:
             rows = keep if rows is None else rows[keep]
             state = state.map(lambda x, keep=keep: x[keep])
             buffers = iteration.buffers
-            iteration = Iteration(full_problem.select(rows), options, handoff=iteration.handoff)
+            iteration = Iteration(
+                full_problem.select(rows), options, iteration.policy, handoff=iteration.handoff
+            )
             iteration.buffers = buffers  # the smaller batch reuses the memory
     return state if rows is None else full_state.scatter(state, rows)

@@ -8,7 +8,8 @@ assessment. A call copies its data into the static buffers, replays the graphs (
 the convergence flags only between chunks) and returns copies of the results, so callers never
 share memory.
 
-On CPU nothing is captured: the same buffer plumbing runs eagerly (the CPU-testable twin).
+On CPU nothing is captured: the same buffer plumbing runs eagerly under the same policy (no
+host reads inside a solve, inverse factors, every polish round), the CPU-testable twin.
 """
 
 from __future__ import annotations
@@ -21,15 +22,36 @@ from typing import Any
 import torch
 
 from .._ipm import IPMResult, IPMState, Iteration, finish, initial_state
-from .._ipm.state import map_tensors
 from .._options import SolverOptions
+from .._policy import INVERSE, NEVER, Policy
 from .._problem import Problem
+from .._tree import map_tensors
 
 logger = logging.getLogger("optnet")
 _CACHE_SIZE = 4
 # Graphs pay off while launches dominate; past this many matrix entries per solve the kernels
 # themselves dominate and a captured solve would only pin memory (static buffers, graph pools).
 MAX_GRAPHED_ENTRIES = 2**25
+
+
+# With the default ``check_every``, the host reads the flags after chunks of this many
+# iterations (a read stalls the GPU between graph replays) ...
+CHUNK = 4
+# ... until this many iterations, then after every one: solves take 8-16 iterations, and the
+# iterations of a chunk after the last problem has stopped are wasted GPU time (an iteration
+# costs 0.3-2 ms), while a host read between replays costs tens of microseconds.
+SINGLE_ITERATIONS_FROM = 8
+
+
+def policy(device: torch.device, options: SolverOptions) -> Policy:
+    """Nothing is read inside a recorded graph; GPUs keep inverse factors. The CPU twin runs
+    under the same policy, so that CI exercises what the GPU runs."""
+    return Policy(
+        host_reads=NEVER,
+        check_period=options.check_every or CHUNK,
+        reuse_buffers=False,
+        factor_form=INVERSE,
+    )
 
 
 def worth_capturing(problem: Problem) -> bool:
@@ -78,34 +100,28 @@ def _eager_first(body, capture: bool) -> None:
     torch.cuda.current_stream().wait_stream(side)
 
 
-# With the default ``check_every``, chunks of several iterations run until this many iterations,
-# then chunks of one: solves take 8-16 iterations, and the iterations of a chunk after the last
-# problem has stopped are wasted GPU time (an iteration costs 0.3-2 ms), while a host read
-# between replays costs tens of microseconds.
-SINGLE_ITERATIONS_FROM = 8
-
-
 class CapturedSolve:
     """Static buffers for one problem shape and the replayable parts of a solve: the start,
     a chunk of ``chunk`` iterations, a single iteration (``tail``) and the finish."""
 
     def __init__(
-        self, problem: Problem, options: SolverOptions, chunk: int, capture: bool, tail: bool
+        self, problem: Problem, options: SolverOptions, policy: Policy, capture: bool, tail: bool
     ):
+        chunk = policy.check_period
         self.options, self.chunk = options, chunk
         self.problem = map_tensors(problem, torch.clone)
-        self.iteration = Iteration(self.problem, options)
-        self.iteration.captured = capture
+        self.iteration = Iteration(self.problem, options, policy)
+
+        def start():
+            return initial_state(self.problem, options, policy)
 
         # One eager pass allocates the static state and result.
         def first_pass():
-            self.state = initial_state(self.problem, options)
+            self.state = start()
             self.result = finish(self.iteration, self._advance(chunk))
 
         _eager_first(first_pass, capture)
-        self.start = _Replayable(
-            lambda: _copy_into(self.state, initial_state(self.problem, options)), capture
-        )
+        self.start = _Replayable(lambda: _copy_into(self.state, start()), capture)
         self.step = _Replayable(lambda: _copy_into(self.state, self._advance(chunk)), capture)
         self.single = self.step
         if tail and chunk > 1:
@@ -190,36 +206,42 @@ def _cached(cache: OrderedDict, key: tuple, make, capture: bool):
     return captured
 
 
-def _key(problem: Problem, options: SolverOptions, chunk: int) -> tuple:
+def _key(problem: Problem, options: SolverOptions) -> tuple:
     shapes = []
     map_tensors(problem, lambda t: shapes.append(tuple(t.shape)))
     absent = tuple(getattr(problem, f.name) is None for f in dataclasses.fields(problem))
     device = problem.p.device
-    return (tuple(shapes), absent, problem.batch, problem.p.dtype, device, options, chunk)
+    return (tuple(shapes), absent, problem.batch, problem.p.dtype, device, options)
 
 
-def solve(problem: Problem, options: SolverOptions) -> IPMResult | None:
+def solve(problem: Problem, options: SolverOptions, policy: Policy) -> IPMResult | None:
     """The whole interior-point solve through cached CUDA graphs (eagerly on CPU).
 
     Returns None when this shape cannot be captured (a library routine refused stream
     capture); the caller then solves with another backend. The refusal is remembered per shape.
     """
-    chunk = options.host_check_period(problem.p.device, graphed=True)
     capture = problem.p.device.type == "cuda"
-    key = _key(problem, options, chunk)
+    key = _key(problem, options)
 
     def make():
-        return CapturedSolve(problem, options, chunk, capture, tail=options.check_every is None)
+        return CapturedSolve(problem, options, policy, capture, tail=options.check_every is None)
 
     captured = _cached(_solves, key, make, capture)
     return None if captured is None else captured.run(problem)
 
 
+def derivative(kernel, tensors, problem: Problem) -> tuple:
+    """A derivative's solve with the forward's factor, ``kernel(*tensors)``, replayed from a
+    cached CUDA graph: launched from Python its refinement is hundreds of tiny kernels. Eager
+    where the capture fails."""
+    out = replay(kernel, tensors)
+    return kernel(*tensors, problem=problem) if out is None else out
+
+
 def replay(fn, tensors) -> tuple | None:
     """``fn(*tensors)`` through a cached CUDA graph per ``fn`` and shapes (eagerly on CPU).
 
-    For the derivatives' solves, whose hundreds of tiny kernels would otherwise be launched
-    from Python one by one. None when the capture fails (the caller runs ``fn`` itself).
+    None when the capture fails (the caller runs ``fn`` itself).
     """
     device = next(t.device for t in tensors if t is not None)
     capture = device.type == "cuda"

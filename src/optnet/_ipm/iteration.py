@@ -8,6 +8,7 @@ import torch
 
 from .. import _kkt
 from .._options import SolverOptions
+from .._policy import Policy
 from .._problem import Problem, dot, inf_norm
 from .._scaling import Scaling
 from .._status import QPStatus
@@ -26,6 +27,7 @@ class Iteration:
         self,
         problem: Problem,
         options: SolverOptions,
+        policy: Policy,
         original: Problem | None = None,
         scaling: Scaling | None = None,
         handoff: bool = True,
@@ -36,23 +38,21 @@ class Iteration:
         self.original = problem if original is None else original
         self.scaling = scaling
         self.options = options
+        self.policy = policy
         dtype = problem.p.dtype
         self.eps_abs, self.eps_rel = options.tolerances(dtype)
         # Stop early and let the polish finish (``handoff_tolerances``); not for equilibrated
-        # data, whose interior point could not resume on the unscaled problem.
-        self.handoff = handoff and scaling is None
+        # data, whose interior point could not resume on the unscaled problem, nor where the
+        # host may not read flags: there every polish round runs, and the interior point goes
+        # to the full tolerance, where the polish rarely needs a second round.
+        self.handoff = handoff and scaling is None and policy.may_read
         self.tiny = torch.finfo(dtype).tiny
         # In float32, mu near the tolerance floor is mostly rounding, and the safeguard below
         # then rejects good corrector steps (measured: more MAX_ITER on random QPs).
         self.safeguard = dtype == torch.float64
         self.mask = problem.mask.expand(problem.batch, -1)
-        # On CPU the factorizations reuse their memory (see _kkt.Buffers); a factor does not
-        # outlive its iteration.
-        self.sync_free = problem.p.device.type == "cpu"  # reading a flag costs no sync
-        self.buffers = _kkt.Buffers() if self.sync_free else None
-        # Set by a backend that records the solve as a CUDA graph: then nothing may read a flag,
-        # and every polish round runs, so the interior point goes to the full tolerance.
-        self.captured = False
+        # A factor made with buffers does not outlive its iteration (see _kkt.Buffers).
+        self.buffers = _kkt.Buffers() if policy.reuse_buffers else None
 
     def unscaled(self, state: IPMState):
         """(z, s, lam, nu) of the original problem."""
@@ -73,9 +73,10 @@ class Iteration:
         status, running = state.status, state.status == RUNNING
         converged, merit, gap_tolerance = convergence(res, self.eps_abs, self.eps_rel)
         stop = converged
-        if self.handoff and not self.captured:
+        if self.handoff:
             stop = convergence(res, *handoff_tolerances(self.eps_abs, self.eps_rel))[0]
-        if check_certificates and (not self.sync_free or self._may_be_infeasible(z, lam, nu)):
+        reads_free = self.policy.reads_free
+        if check_certificates and (not reads_free or self._may_be_infeasible(z, lam, nu)):
             p_inf, d_inf = infeasibility_flags(
                 self.original, z, lam, nu, self.options.eps_infeasible, res
             )
@@ -88,7 +89,7 @@ class Iteration:
     def _may_be_infeasible(self, z, lam, nu) -> bool:
         """Whether any certificate can hold: both need a ray longer than 1 / eps_infeasible.
 
-        A host read, so only where it is free (CPU): it spares the certificates' work.
+        A host read, so only where reads are free: it spares the certificates' work.
         """
         eps = self.options.eps_infeasible
         longest = torch.maximum(inf_norm(z), inf_norm(lam))
@@ -103,8 +104,8 @@ class Iteration:
         z, s, lam, nu = state.z, state.s, state.lam, state.nu
         res = residuals(problem, z, s, lam, nu)
         status, running, gap_tolerance, merit = self.assess(state, check_certificates, res)
-        if self.sync_free and not bool(running.any()):
-            # CPU, where reading a flag is free: nothing left to move, skip the Newton step
+        if self.policy.reads_free and not bool(running.any()):
+            # Where reading a flag is free: nothing left to move, skip the Newton step
             # (the result is the same: no problem moves and no best iterate changes).
             return dataclasses.replace(state, status=status)
         better = (running & (merit < state.best_merit)).unsqueeze(-1)
@@ -120,7 +121,8 @@ class Iteration:
 
         reg = self.options.regularization * 100.0**state.bumps
         w = lam / s * mask
-        f = _kkt.factor(problem, w, reg, self.options.refine_steps, self.buffers)
+        form = self.policy.factor_form
+        f = _kkt.factor(problem, w, reg, self.options.refine_steps, form, self.buffers)
         # Predictor (affine-scaling) direction: used only to choose the centering, so unrefined.
         predictor = direction(problem, f, res, s, lam, w, s * lam, 0)
         dz, ds, dlam, dnu = predictor
@@ -138,9 +140,9 @@ class Iteration:
         # Safeguard: near the solution Mehrotra's second-order term can make complementarity
         # rise and the iterates cycle; after SAFEGUARD_AFTER iterations, where the corrected
         # step increases mu and the (damped) predictor step would not, take the predictor step.
-        # (On CPU, where reading a flag is free, skipped while no problem is that far.)
+        # (Where reading a flag is free, skipped while no problem is that far.)
         if self.safeguard and (
-            not self.sync_free or bool((state.iterations >= SAFEGUARD_AFTER).any())
+            not self.policy.reads_free or bool((state.iterations >= SAFEGUARD_AFTER).any())
         ):
             a, a_aff = alpha.unsqueeze(-1), (STEP_FRACTION * alpha_aff).unsqueeze(-1)
             mu_corr = dot((s + a * ds) * mask, lam + a * dlam)
@@ -213,7 +215,7 @@ def finish(iteration: Iteration, state: IPMState) -> IPMResult:
         reg,
         iteration.eps_abs,
         iteration.eps_rel,
-        may_stop_early=not iteration.captured,
+        iteration.policy,
         buffers=iteration.buffers,
     )
     # Stopped at the handoff tolerance and not polished: the interior point must resume.

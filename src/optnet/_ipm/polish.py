@@ -12,14 +12,18 @@ solution for that active set.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from .. import _kkt
 from .._options import SolverOptions
+from .._policy import SYNC, Policy
 from .._problem import Problem, inf_norm
 from .._status import QPStatus
+from .._tree import scatter_tree, where_tree
 from .residuals import residuals
-from .state import IPMResult, scatter_tree, where_tree
+from .state import IPMResult
 from .stopping import convergence
 
 # Polish rounds: a round whose active set was wrong (a negative dual or a violated inactive row)
@@ -49,16 +53,16 @@ def polish(
     reg,
     eps_abs: float,
     eps_rel: float,
-    may_stop_early: bool = True,
+    policy: Policy,
     buffers: _kkt.Buffers | None = None,
 ):
     """(z, s, lam, nu, status, residuals, factor, polished): the polished iterate where taken.
 
     ``status`` and ``merit`` are the interior point's; SOLVED, MAX_ITER and NUMERICAL_ERROR
     problems are polished, and an unsolved one whose polished point meets the tolerances (with
-    its signs) becomes SOLVED. ``may_stop_early``: the host may read a flag to skip the rounds
-    nobody needs (not while a CUDA graph is being recorded). ``buffers``: the interior point's
-    (``_kkt.Buffers``, its factor no longer needed), which the first round's factor then owns.
+    its signs) becomes SOLVED. Where the ``policy`` lets the host read flags, the rounds nobody
+    needs are skipped. ``buffers``: the interior point's (``_kkt.Buffers``, its factor no
+    longer needed), which the first round's factor then owns.
     """
     # A numerical error near the end (factorizations failing at a tight tolerance) leaves a
     # good best iterate, and the active-set system is much better conditioned: polish it too.
@@ -66,7 +70,7 @@ def polish(
     eligible = (status == QPStatus.SOLVED) | unsolved
     active = (lam > s) & (problem.mask > 0)
     point, factor, taken = active_set_rounds(
-        problem, active, eligible, reg, eps_abs, eps_rel, may_stop_early, buffers
+        problem, active, eligible, reg, eps_abs, eps_rel, policy, buffers
     )
     z_p, s_p, lam_p, nu_p, merit_p, ok = point
     # Not converged: an unsolved problem still takes the polished point if it is better.
@@ -86,7 +90,7 @@ def active_set_rounds(
     reg,
     eps_abs: float,
     eps_rel: float,
-    may_stop_early: bool,
+    policy: Policy,
     buffers: _kkt.Buffers | None = None,
     max_rounds: int = MAX_POLISH_ROUNDS,
 ):
@@ -96,17 +100,17 @@ def active_set_rounds(
     each problem converged in (the last round's where none did), the matching factor, and
     ``taken``, the eligible problems whose point converged with its signs right.
 
-    ``may_stop_early``: the host may read flags, so later rounds solve only the problems still
+    Where the ``policy`` lets the host read flags, later rounds solve only the problems still
     pending and stop when none is, after ``max_rounds`` at most; otherwise every round runs on
     the whole batch. ``buffers`` hold the first round's factor (see ``polish``).
     """
     # Made once for all rounds.
     exact, penalty = _kkt.residual_problem(problem), _kkt.active_set_penalty(problem)
-    args = (reg, eps_abs, eps_rel)
+    args = (reg, eps_abs, eps_rel, policy.factor_form)
     point, factor, taken, active = _round(
         problem, exact, penalty, active, eligible, *args, buffers=buffers
     )
-    if not may_stop_early:
+    if not policy.may_read:
         for _ in range(CAPTURED_POLISH_ROUNDS[problem.p.dtype] - 1):
             new_point, f, converged, corrected = _round(
                 problem, exact, penalty, active, eligible, *args
@@ -126,7 +130,7 @@ def active_set_rounds(
         sub_exact = sub if exact is problem else exact.select(rows)
         part = (sub, sub_exact, penalty if shared else penalty[rows])
         new_point, f, converged, corrected = _round(
-            *part, active[rows], eligible[rows], reg[rows], eps_abs, eps_rel
+            *part, active[rows], eligible[rows], reg[rows], *args[1:]
         )
         point = scatter_tree(point, rows, new_point, problem.batch)
         factor = scatter_tree(factor, rows, f, problem.batch)
@@ -135,7 +139,16 @@ def active_set_rounds(
 
 
 def _round(
-    problem: Problem, exact: Problem, penalty, active, eligible, reg, eps_abs, eps_rel, buffers=None
+    problem: Problem,
+    exact: Problem,
+    penalty,
+    active,
+    eligible,
+    reg,
+    eps_abs: float,
+    eps_rel: float,
+    form: str,
+    buffers=None,
 ):
     """One polish round: (point, factor, converged, the corrected active set)."""
     batch = active.shape[0]
@@ -143,7 +156,7 @@ def _round(
     h_all = problem.h_all.expand(batch, -1)
     r2 = problem.b.expand(batch, -1) if problem.has_eq else None
     active = active & mask
-    f = _kkt.factor_active(problem, active, reg, exact, penalty, buffers)
+    f = _kkt.factor_active(problem, active, reg, exact, penalty, form, buffers)
     z_p, lam_raw, nu_p = _kkt.solve_active(f, -problem.p.expand(batch, -1), h_all, r2)
     s_raw = (h_all - problem.ineq(z_p)) * ~active
     lam_p = lam_raw.clamp_min(0) * active
@@ -158,8 +171,13 @@ def _round(
     return (z_p, s_p, lam_p, nu_p, merit_p, f.ok), f, converged, corrected
 
 
-def solve_from_active_set(problem: Problem, options: SolverOptions, active: torch.Tensor):
+def solve_from_active_set(
+    problem: Problem, options: SolverOptions, policy: Policy, active: torch.Tensor
+):
     """A warm start: the solution from a guessed active set, with no interior-point iteration.
+
+    The rounds read flags on the host (whatever the ``policy``: they run eagerly, outside any
+    graph); the factor is made in the policy's form, as the backend's own solves are.
 
     Returns ``(result, taken)``; ``taken`` marks the problems whose active-set point met the
     stopping rule with its signs (SOLVED, 0 iterations); the others are not solved and must be
@@ -171,8 +189,10 @@ def solve_from_active_set(problem: Problem, options: SolverOptions, active: torc
         (batch,), options.regularization, dtype=problem.p.dtype, device=problem.p.device
     )
     eligible = torch.ones(batch, dtype=torch.bool, device=problem.p.device)
+    if not policy.may_read:  # these rounds run eagerly, never inside a graph
+        policy = dataclasses.replace(policy, host_reads=SYNC)
     point, factor, taken = active_set_rounds(
-        problem, active, eligible, reg, eps_abs, eps_rel, True, max_rounds=WARM_START_ROUNDS
+        problem, active, eligible, reg, eps_abs, eps_rel, policy, max_rounds=WARM_START_ROUNDS
     )
     z, s, lam, nu, _, _ = point
     status = torch.where(taken, int(QPStatus.SOLVED), int(QPStatus.MAX_ITER))

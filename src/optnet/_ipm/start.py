@@ -6,6 +6,7 @@ import torch
 
 from .. import _kkt
 from .._options import SolverOptions
+from .._policy import Policy
 from .._problem import Problem, dot
 from .._status import QPStatus
 from .certificates import crossed_bounds_status
@@ -13,7 +14,11 @@ from .state import RUNNING, IPMState
 
 
 def initial_point(
-    problem: Problem, reg: torch.Tensor, refine_steps: int, buffers: _kkt.Buffers | None = None
+    problem: Problem,
+    reg: torch.Tensor,
+    refine_steps: int,
+    form: str,
+    buffers: _kkt.Buffers | None = None,
 ):
     """Least-squares start (Mehrotra's heuristic, Nocedal & Wright eq. 16.60).
 
@@ -23,7 +28,7 @@ def initial_point(
     mask = problem.mask
     batch = problem.batch
     h_all = problem.h_all.expand(batch, -1)
-    f = _kkt.factor(problem, mask.expand(batch, -1), reg, refine_steps, buffers)
+    f = _kkt.factor(problem, mask.expand(batch, -1), reg, refine_steps, form, buffers)
     r2 = None if not problem.has_eq else problem.b.expand(batch, -1)
     z, nu = _kkt.solve(f, -problem.p + problem.ineq_t(h_all * mask), r2)
     if nu is None and problem.has_eq:
@@ -68,11 +73,12 @@ def nonconvex(problem: Problem) -> torch.Tensor:
 
 
 def initial_state(
-    problem: Problem, options: SolverOptions, buffers: _kkt.Buffers | None = None
+    problem: Problem, options: SolverOptions, policy: Policy, buffers: _kkt.Buffers | None = None
 ) -> IPMState:
     batch, device = problem.batch, problem.p.device
     reg = torch.full((batch,), options.regularization, dtype=problem.p.dtype, device=device)
-    z, s, lam, nu = initial_point(problem, reg, options.refine_steps, buffers)
+    form = policy.factor_form
+    z, s, lam, nu = initial_point(problem, reg, options.refine_steps, form, buffers)
     status = torch.full((batch,), RUNNING, dtype=torch.int64, device=device)
     status = crossed_bounds_status(problem, status)
     status = torch.where(nonconvex(problem), int(QPStatus.NONCONVEX), status)
