@@ -28,18 +28,31 @@ def _info(args) -> int:
     print(f"backends: {', '.join(BACKENDS)} (SolverOptions(backend=...), default 'auto')")
     commands = sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
     print(f"installed commands: {', '.join(commands) if commands else 'none'}")
+    if not commands:
+        print(_MORE_COMMANDS)
     return 0
 
 
+# Shown when no package adds subcommands: the library alone has only ``optnet info``.
+_MORE_COMMANDS = (
+    "The experiments (sudoku, denoise, classify) and benchmarks (bench, maros-meszaros) are "
+    "subcommands of the repository's packages: in a clone, `make demo` or `pip install -e "
+    "./experiments -e ./benchmarks` adds them."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    commands = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
     parser = argparse.ArgumentParser(
-        prog="optnet", description="Differentiable QP layers: experiments and benchmarks."
+        prog="optnet",
+        description="Differentiable QP layers: experiments and benchmarks.",
+        epilog=None if commands else _MORE_COMMANDS,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log solver diagnostics")
     subparsers = parser.add_subparsers(dest="command", required=True)
     info = subparsers.add_parser("info", help="versions, devices, backends, installed commands")
     info.set_defaults(func=_info)
-    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
+    for ep in commands:
         ep.load()(subparsers)
     return parser
 
