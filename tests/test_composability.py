@@ -217,13 +217,15 @@ def test_jvp_performs_no_factorization_beyond_the_forward():
 
 
 def test_unsolved_problems_get_zero_tangents():
-    M, p, G, h, A, b = _unbatched(_general())
-    unreachable = optnet.SolverOptions(eps_abs=1e-18, eps_rel=0.0, max_iter=5)
+    from tests.support import random_qp
+
+    Q, p, G, h, A, b = random_qp(None, 15, 20, 3, seed=6)
+    unreachable = optnet.SolverOptions(max_iter=1)  # one iteration does not solve this one
 
     def z(p, options):
-        return optnet.solve_qp(M @ M.mT, p, G, h, A, b, options=options).z
+        return optnet.solve_qp(Q, p, G, h, A, b, options=options).z
 
-    status = optnet.solve_qp(M @ M.mT, p, G, h, A, b, options=unreachable).status
+    status = optnet.solve_qp(Q, p, G, h, A, b, options=unreachable).status
     assert int(status) == optnet.QPStatus.MAX_ITER
     assert not jacfwd(z)(p, unreachable).any() and not jacrev(z)(p, unreachable).any()
     assert jacfwd(z)(p, TIGHT).any()

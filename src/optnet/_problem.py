@@ -119,6 +119,28 @@ def concat_rows(parts, like: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
+class AbsoluteData:
+    """The magnitudes the residuals' rounding floors are made of (``_ipm.residuals``)."""
+
+    Q: torch.Tensor  # (B|1, n, n) |Q|
+    C_rows: torch.Tensor  # (B|1, m_all) sum_j |C_ij|: G's rows, then 1 for each bound row
+    C_cols: torch.Tensor  # (B|1, n) sum_i |G_ij| (the bound rows are added elementwise)
+    A_rows: torch.Tensor | None  # (B|1, neq) sum_j |A_ij|
+    A_cols: torch.Tensor | None  # (B|1, n) sum_i |A_ij|
+
+    @classmethod
+    def of(cls, problem: Problem) -> AbsoluteData:
+        G, A = problem.G, problem.A
+        G_abs = None if G is None else G.abs()
+        parts = [None if G is None else G_abs.sum(-1)]
+        parts += [None if x is None else torch.ones_like(x) for x in (problem.lb, problem.ub)]
+        C_cols = torch.zeros_like(problem.p) if G is None else G_abs.sum(-2)
+        A_abs = None if A is None else A.abs()
+        A_rows, A_cols = (None, None) if A is None else (A_abs.sum(-1), A_abs.sum(-2))
+        return cls(problem.Q.abs(), concat_rows(parts, problem.p), C_cols, A_rows, A_cols)
+
+
+@dataclass(frozen=True)
 class Problem:
     Q: torch.Tensor  # (B|1, n, n)
     p: torch.Tensor  # (B|1, n)
@@ -131,6 +153,12 @@ class Problem:
     mask: torch.Tensor  # (B|1, m_all) 1.0 for rows that exist, 0.0 for infinite rhs
     h_all: torch.Tensor  # (B|1, m_all) [h; -lb; ub], 0 on masked rows
     batch: int
+    # Derived from the data, as a field so that it travels with them (CUDA graphs' buffers).
+    absolute: AbsoluteData | None = None
+
+    def __post_init__(self):
+        if self.absolute is None:
+            object.__setattr__(self, "absolute", AbsoluteData.of(self))
 
     @classmethod
     def from_inputs(cls, Q, p, G, h, A, b, lb, ub, batch: int) -> Problem:
@@ -171,7 +199,7 @@ class Problem:
             x = getattr(self, f.name)
             if isinstance(x, torch.Tensor) and x.shape[0] == self.batch and self.batch > 1:
                 changes[f.name] = x[rows]
-        return dataclasses.replace(self, **changes, batch=len(rows))
+        return dataclasses.replace(self, **changes, batch=len(rows), absolute=None)
 
     @property
     def n(self) -> int:
@@ -208,7 +236,7 @@ class Problem:
             for f in dataclasses.fields(self)
             if isinstance(x := getattr(self, f.name), torch.Tensor)
         }
-        return dataclasses.replace(self, **changes)
+        return dataclasses.replace(self, **changes, absolute=None)
 
     def row_blocks(self) -> dict[str, int | None]:
         """Rows per inequality block (``ROW_BLOCKS`` order); None for an absent block."""

@@ -24,7 +24,10 @@ class QPStatus(IntEnum):
 
 
 _MESSAGES = {
-    QPStatus.SOLVED: "solved to the requested tolerances",
+    QPStatus.SOLVED: (
+        "solved to the requested tolerances, or to the dtype's accuracy where that is looser "
+        "(docs/solver.md, 'Stopping rule')"
+    ),
     QPStatus.MAX_ITER: (
         "the iteration limit was reached before the tolerances were met; increase "
         "SolverOptions.max_iter, loosen eps_abs/eps_rel, or solve in float64"

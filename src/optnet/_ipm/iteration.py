@@ -218,8 +218,12 @@ def finish(iteration: Iteration, state: IPMState) -> IPMResult:
         iteration.policy,
         buffers=iteration.buffers,
     )
-    # Stopped at the handoff tolerance and not polished: the interior point must resume.
-    status = torch.where((status == QPStatus.SOLVED) & ~polished & (merit > 1), RUNNING, status)
+    # Stopped at the handoff tolerance and not polished: the interior point must resume. (Only
+    # where it could have stopped there: else SOLVED was judged at the full tolerance, and the
+    # merit recomputed here may differ from that judgment in the last bit.)
+    if iteration.handoff:
+        handed_off = (status == QPStatus.SOLVED) & ~polished & (merit > 1)
+        status = torch.where(handed_off, RUNNING, status)
     return IPMResult(
         z, s, lam, nu, status, state.iterations, res, cert_dual, cert_primal, factor, polished
     )

@@ -18,9 +18,14 @@ class Residuals:
     primal: torch.Tensor  # max violation of Az = b, Cz <= h (B,)
     dual: torch.Tensor  # ||r_dual||_inf                     (B,)
     gap: torch.Tensor  # |z'Qz + p'z + h'lam + b'nu|        (B,)
+    complementarity: torch.Tensor  # s'lam                  (B,)
     primal_scale: torch.Tensor
     dual_scale: torch.Tensor
     gap_scale: torch.Tensor
+    # The smallest residuals the dtype can show at this iterate (``rounding_floors``).
+    primal_floor: torch.Tensor
+    dual_floor: torch.Tensor
+    gap_floor: torch.Tensor
     # The products the residuals are made of, reused by the infeasibility certificates.
     Qz: torch.Tensor | None = None  # (B, n)
     Cz: torch.Tensor | None = None  # (B, m_all)
@@ -57,8 +62,37 @@ def residuals(problem: Problem, z, s, lam, nu) -> Residuals:
         gap_scale = torch.maximum(gap_scale, bnu.abs())
         dual_scale = torch.maximum(dual_scale, inf_norm(At_nu))
     count = mask.sum(-1).clamp_min(1)
-    mu = dot(s * mask, lam) / count
+    complementarity = dot(s * mask, lam)
+    floors = rounding_floors(problem, z, lam, nu)
     return Residuals(
-        r_dual, r_eq, r_ineq, mu, violation, inf_norm(r_dual), gap.abs(),
-        primal_scale, dual_scale, gap_scale, Qz, Cz, Ct_lam, Az, At_nu,
+        r_dual, r_eq, r_ineq, complementarity / count, violation, inf_norm(r_dual), gap.abs(),
+        complementarity,
+        primal_scale, dual_scale, gap_scale, *floors, Qz, Cz, Ct_lam, Az, At_nu,
     )  # fmt: skip
+
+
+def rounding_floors(problem: Problem, z, lam, nu):
+    """(primal, dual, gap) floors: the rounding error of computing the residuals at an iterate.
+
+    Each entry of ``Qz`` carries a rounding error of about ``eps * (|Q| |z|)_i``, and ``z'Qz``
+    one of ``eps * |z|'|Q||z|``: residuals below these cannot be computed, let alone reached,
+    whatever the algorithm. With an ill-conditioned Q the solution is large and these floors
+    exceed ``eps_rel`` times the residuals' scales (float32: the paper's OptNetLayer at its
+    initialization, cond(Q) ~ 1e6). The products with G and A enter through their absolute
+    row and column sums and the largest entry of the vector (cheap; up to n times the floor).
+    """
+    eps = torch.finfo(z.dtype).eps
+    absolute, z_abs = problem.absolute, z.abs()
+    Q_z = matvec(absolute.Q, z_abs)
+    lam_max, z_max = inf_norm(lam).unsqueeze(-1), inf_norm(z).unsqueeze(-1)
+    dual = Q_z + absolute.C_cols * lam_max + problem.p.abs()
+    _, lam_lb, lam_ub = problem.split_rows(lam)
+    for bound in (lam_lb, lam_ub):
+        if bound is not None:
+            dual = dual + bound.abs()
+    primal = absolute.C_rows * problem.mask * z_max + problem.h_all.abs()
+    primal = inf_norm(primal)
+    if absolute.A_rows is not None:
+        dual = dual + absolute.A_cols * inf_norm(nu).unsqueeze(-1)
+        primal = torch.maximum(primal, inf_norm(absolute.A_rows * z_max + problem.b.abs()))
+    return eps * primal, eps * inf_norm(dual), eps * dot(z_abs, Q_z)

@@ -30,17 +30,25 @@ def convergence(res: Residuals, eps_abs: float, eps_rel: float):
     """(converged, merit, gap tolerance) per problem.
 
     Converged: primal residual, dual residual and duality gap each ``<= eps_abs + eps_rel *
-    scale`` with their own scale (``Residuals``). ``merit`` is the largest ratio of a residual to
-    its tolerance (<= 1 means converged; +inf when not finite).
+    scale`` with their own scale (``Residuals``); the primal and dual residuals may instead be
+    below the rounding floor of their computation, and where the floor hides the objective
+    gap the complementarity s'lam stands for it (``residuals.rounding_floors``). ``merit`` is
+    the largest ratio of a residual to its tolerance (<= 1 means converged; +inf when not
+    finite).
     """
-    primal_tolerance = eps_abs + eps_rel * res.primal_scale
-    dual_tolerance = eps_abs + eps_rel * res.dual_scale
+    # The tolerances, or the dtype's rounding floor at this iterate where that is larger.
+    primal_tolerance = torch.maximum(eps_abs + eps_rel * res.primal_scale, res.primal_floor)
+    dual_tolerance = torch.maximum(eps_abs + eps_rel * res.dual_scale, res.dual_floor)
     gap_tolerance = eps_abs + eps_rel * res.gap_scale
+    # The objective gap z'Qz + p'z + h'lam + b'nu is a difference of large terms when z is
+    # large; where its rounding floor hides it, the complementarity s'lam (a sum of products
+    # of nonnegative numbers, accurate) measures the gap instead.
+    gap = torch.where(res.gap <= res.gap_floor, res.complementarity, res.gap)
     converged = (
-        (res.primal <= primal_tolerance) & (res.dual <= dual_tolerance) & (res.gap <= gap_tolerance)
+        (res.primal <= primal_tolerance) & (res.dual <= dual_tolerance) & (gap <= gap_tolerance)
     )
     merit = torch.maximum(res.primal / primal_tolerance, res.dual / dual_tolerance)
-    merit = torch.maximum(merit, res.gap / gap_tolerance)
+    merit = torch.maximum(merit, gap / gap_tolerance)
     merit = torch.where(torch.isfinite(merit), merit, torch.full_like(merit, float("inf")))
     return converged, merit, gap_tolerance
 
