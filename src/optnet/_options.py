@@ -10,6 +10,12 @@ import torch
 # float32 loses the Newton direction's accuracy once slack ratios pass ~1e6, which tighter
 # tolerances require; 1e-4 converges reliably (docs/solver.md). For more, use compute_dtype.
 _DEFAULT_EPS = {torch.float64: 1e-9, torch.float32: 1e-4}
+# Default tolerances of the (primal, dual) infeasibility certificates per dtype: a certificate
+# is a ray longer than 1 / eps. In float32 the regularized Newton systems keep iterates below
+# ~1e7, so 1e8 rays are never reached (measured: 1 of 610 infeasible problems certified at
+# 1e-8, 602 at 1e-5); a dual ray at 1e-5 also took OptNetLayer's Q (cond ~ 2.6e6, singular
+# to 1e-5 of its scale) for unbounded, at 1e-6 it did not (docs/solver.md).
+_DEFAULT_EPS_INFEASIBLE = {torch.float64: (1e-8, 1e-8), torch.float32: (1e-5, 1e-6)}
 # SolverOptions.infeasible: report inconsistent constraints, or solve the closest feasible QP.
 INFEASIBLE_MODES = ("status", "closest")
 # SolverOptions.backend: "auto" or one of these (``optnet._backends.BACKENDS`` implements each).
@@ -30,7 +36,8 @@ class SolverOptions:
         regularization: static primal/dual regularization of the Newton matrix, relative
             to the largest diagonal entry; iterative refinement removes its bias.
         refine_steps: iterative-refinement steps applied to every Newton solve.
-        eps_infeasible: tolerance of the infeasibility certificates.
+        eps_infeasible: tolerance of the infeasibility certificates; ``None`` picks 1e-8 for
+            float64 and, in float32, 1e-5 for primal and 1e-6 for dual infeasibility.
         check_every: the host reads convergence flags every this many iterations
             (``None``: the backend's own period; the ``"batched"`` backend reads every
             iteration, the ``"graphed"`` one replays 4 iterations per read for the first 8,
@@ -64,7 +71,7 @@ class SolverOptions:
     max_iter: int = 50
     regularization: float = 1e-10
     refine_steps: int = 1
-    eps_infeasible: float = 1e-8
+    eps_infeasible: float | None = None
     check_every: int | None = None
     equilibrate: bool = False
     ruiz_iters: int = 10
@@ -111,7 +118,8 @@ class SolverOptions:
                 f"SolverOptions.regularization must be in [0, 1), got {self.regularization!r}"
             )
         # The certificates test rays longer than 1 / eps_infeasible: it cannot be 0.
-        if not (isinstance(self.eps_infeasible, (int, float)) and 0 < self.eps_infeasible < 1):
+        eps = self.eps_infeasible
+        if eps is not None and not (isinstance(eps, (int, float)) and 0 < eps < 1):
             raise ValueError(
                 f"SolverOptions.eps_infeasible must be in (0, 1), got {self.eps_infeasible!r}"
             )
@@ -122,3 +130,9 @@ class SolverOptions:
         eps_abs = default if self.eps_abs is None else self.eps_abs
         eps_rel = default if self.eps_rel is None else self.eps_rel
         return eps_abs, eps_rel
+
+    def infeasibility_tolerances(self, dtype: torch.dtype) -> tuple[float, float]:
+        """The (primal, dual) infeasibility tolerances, dtype-dependent defaults filled in."""
+        if self.eps_infeasible is None:
+            return _DEFAULT_EPS_INFEASIBLE[dtype]
+        return self.eps_infeasible, self.eps_infeasible

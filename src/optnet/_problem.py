@@ -126,7 +126,7 @@ class AbsoluteData:
     C_rows: torch.Tensor  # (B|1, m_all) sum_j |C_ij|: G's rows, then 1 for each bound row
     C_cols: torch.Tensor  # (B|1, n) sum_i |G_ij| (the bound rows are added elementwise)
     A_rows: torch.Tensor | None  # (B|1, neq) sum_j |A_ij|
-    A_cols: torch.Tensor | None  # (B|1, n) sum_i |A_ij|
+    A: torch.Tensor | None  # (B|1, neq, n) |A|: few rows, so its products are exact floors
 
     @classmethod
     def of(cls, problem: Problem) -> AbsoluteData:
@@ -136,8 +136,8 @@ class AbsoluteData:
         parts += [None if x is None else torch.ones_like(x) for x in (problem.lb, problem.ub)]
         C_cols = torch.zeros_like(problem.p) if G is None else G_abs.sum(-2)
         A_abs = None if A is None else A.abs()
-        A_rows, A_cols = (None, None) if A is None else (A_abs.sum(-1), A_abs.sum(-2))
-        return cls(problem.Q.abs(), concat_rows(parts, problem.p), C_cols, A_rows, A_cols)
+        A_rows = None if A is None else A_abs.sum(-1)
+        return cls(problem.Q.abs(), concat_rows(parts, problem.p), C_cols, A_rows, A_abs)
 
 
 @dataclass(frozen=True)

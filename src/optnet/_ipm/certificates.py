@@ -9,13 +9,17 @@ from .._status import QPStatus
 from .residuals import Residuals, residuals
 
 
-def infeasibility_flags(problem: Problem, z, lam, nu, eps: float, res: Residuals | None = None):
+def infeasibility_flags(
+    problem: Problem, z, lam, nu, eps: tuple[float, float], res: Residuals | None = None
+):
     """Per-problem flags for rays proving primal or dual infeasibility.
 
     Primal: y = (lam, nu) / ||(lam, nu)||_inf with ||C'lam + A'nu|| <= eps and h'lam + b'nu < -eps
     (scaled by the data). Dual: d = z / ||z||_inf with Qd ~ 0, Ad ~ 0, Cd <= ~0 and p'd < -eps.
-    ``res``, the residuals at (z, lam, nu), saves recomputing the products with the data.
+    ``eps``: the tolerances of the (primal, dual) tests. ``res``, the residuals at
+    (z, lam, nu), saves recomputing the products with the data.
     """
+    eps, eps_dual = eps
     if res is None or res.Qz is None:
         res = residuals(problem, z, torch.ones_like(lam), lam, nu)
     mask = problem.mask
@@ -34,6 +38,7 @@ def infeasibility_flags(problem: Problem, z, lam, nu, eps: float, res: Residuals
     # d = z / ||z||: the products with d are those with z, scaled.
     z_norm = inf_norm(z)
     inv_norm = 1 / z_norm.clamp_min(torch.finfo(z.dtype).tiny)
+    eps = eps_dual
     ok = (inf_norm(res.Qz) * inv_norm <= eps * problem.q_scale()) & (
         dot(problem.p, z) * inv_norm < -eps * data_scale
     )

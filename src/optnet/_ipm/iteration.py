@@ -17,7 +17,7 @@ from .polish import polish
 from .residuals import Residuals, residuals
 from .state import RUNNING, IPMResult, IPMState
 from .step import SAFEGUARD_AFTER, STEP_FRACTION, direction, max_step
-from .stopping import MAX_REG_BUMPS, convergence, handoff_tolerances, still_running
+from .stopping import MAX_REG_BUMPS, Tolerances, convergence, still_running
 
 
 class Iteration:
@@ -40,8 +40,8 @@ class Iteration:
         self.options = options
         self.policy = policy
         dtype = problem.p.dtype
-        self.eps_abs, self.eps_rel = options.tolerances(dtype)
-        # Stop early and let the polish finish (``handoff_tolerances``); not for equilibrated
+        self.tol = Tolerances.of(options, dtype)
+        # Stop early and let the polish finish (``Tolerances.handoff``); not for equilibrated
         # data, whose interior point could not resume on the unscaled problem, nor where the
         # host may not read flags: there every polish round runs, and the interior point goes
         # to the full tolerance, where the polish rarely needs a second round.
@@ -71,14 +71,14 @@ class Iteration:
         if res is None or self.scaling is not None:
             res = residuals(self.original, z, s, lam, nu)
         status, running = state.status, state.status == RUNNING
-        converged, merit, gap_tolerance = convergence(res, self.eps_abs, self.eps_rel)
+        converged, merit, gap_tolerance = convergence(res, self.tol)
         stop = converged
         if self.handoff:
-            stop = convergence(res, *handoff_tolerances(self.eps_abs, self.eps_rel))[0]
+            stop = convergence(res, self.tol.handoff())[0]
         reads_free = self.policy.reads_free
         if check_certificates and (not reads_free or self._may_be_infeasible(z, lam, nu)):
             p_inf, d_inf = infeasibility_flags(
-                self.original, z, lam, nu, self.options.eps_infeasible, res
+                self.original, z, lam, nu, self.tol.eps_infeasible, res
             )
             status = torch.where(running & d_inf, int(QPStatus.DUAL_INFEASIBLE), status)
             status = torch.where(running & p_inf, int(QPStatus.PRIMAL_INFEASIBLE), status)
@@ -87,15 +87,14 @@ class Iteration:
         return status, self.running_after(status, state.iterations), gap_tolerance, merit
 
     def _may_be_infeasible(self, z, lam, nu) -> bool:
-        """Whether any certificate can hold: both need a ray longer than 1 / eps_infeasible.
+        """Whether any certificate can hold: each needs a ray longer than 1 / its tolerance.
 
         A host read, so only where reads are free: it spares the certificates' work.
         """
-        eps = self.options.eps_infeasible
         longest = torch.maximum(inf_norm(z), inf_norm(lam))
         if nu is not None:
             longest = torch.maximum(longest, inf_norm(nu))
-        return bool((longest * eps > 1).any())
+        return bool((longest > self.tol.shortest_ray).any())
 
     def __call__(self, state: IPMState, check_certificates: bool) -> IPMState:
         problem, mask = self.problem, self.mask
@@ -213,8 +212,7 @@ def finish(iteration: Iteration, state: IPMState) -> IPMResult:
         status,
         merit,
         reg,
-        iteration.eps_abs,
-        iteration.eps_rel,
+        iteration.tol,
         iteration.policy,
         buffers=iteration.buffers,
     )

@@ -24,7 +24,7 @@ from .._status import QPStatus
 from .._tree import scatter_tree, where_tree
 from .residuals import residuals
 from .state import IPMResult
-from .stopping import convergence
+from .stopping import Tolerances, convergence
 
 # Polish rounds: a round whose active set was wrong (a negative dual or a violated inactive row)
 # corrects it for the next round. Where the host can stop once every problem is polished, up to
@@ -51,8 +51,7 @@ def polish(
     status,
     merit,
     reg,
-    eps_abs: float,
-    eps_rel: float,
+    tol: Tolerances,
     policy: Policy,
     buffers: _kkt.Buffers | None = None,
 ):
@@ -69,9 +68,7 @@ def polish(
     unsolved = (status == QPStatus.MAX_ITER) | (status == QPStatus.NUMERICAL_ERROR)
     eligible = (status == QPStatus.SOLVED) | unsolved
     active = (lam > s) & (problem.mask > 0)
-    point, factor, taken = active_set_rounds(
-        problem, active, eligible, reg, eps_abs, eps_rel, policy, buffers
-    )
+    point, factor, taken = active_set_rounds(problem, active, eligible, reg, tol, policy, buffers)
     z_p, s_p, lam_p, nu_p, merit_p, ok = point
     # Not converged: an unsolved problem still takes the polished point if it is better.
     use = taken | (eligible & unsolved & ok & (merit_p < merit))
@@ -88,8 +85,7 @@ def active_set_rounds(
     active,
     eligible,
     reg,
-    eps_abs: float,
-    eps_rel: float,
+    tol: Tolerances,
     policy: Policy,
     buffers: _kkt.Buffers | None = None,
     max_rounds: int = MAX_POLISH_ROUNDS,
@@ -106,7 +102,7 @@ def active_set_rounds(
     """
     # Made once for all rounds.
     exact, penalty = _kkt.residual_problem(problem), _kkt.active_set_penalty(problem)
-    args = (reg, eps_abs, eps_rel, policy.factor_form)
+    args = (reg, tol, policy.factor_form)
     point, factor, taken, active = _round(
         problem, exact, penalty, active, eligible, *args, buffers=buffers
     )
@@ -145,8 +141,7 @@ def _round(
     active,
     eligible,
     reg,
-    eps_abs: float,
-    eps_rel: float,
+    tol: Tolerances,
     form: str,
     buffers=None,
 ):
@@ -162,7 +157,7 @@ def _round(
     lam_p = lam_raw.clamp_min(0) * active
     s_p = torch.where(mask, s_raw.clamp_min(0), torch.ones_like(s_raw))  # absent rows: 1
     res = residuals(problem, z_p, s_p, lam_p, nu_p)
-    converged, merit_p, _ = convergence(res, eps_abs, eps_rel)
+    converged, merit_p, _ = convergence(res, tol)
     # The right active set gives signs right to round-off; a wrong one is off by its margin,
     # which may be inside the tolerances (float32): demand the signs too.
     converged &= _signs_hold(lam_raw, s_raw, active, mask, res) & eligible & f.ok
@@ -184,7 +179,7 @@ def solve_from_active_set(
     solved from scratch (their status here is MAX_ITER).
     """
     batch = problem.batch
-    eps_abs, eps_rel = options.tolerances(problem.p.dtype)
+    tol = Tolerances.of(options, problem.p.dtype)
     reg = torch.full(
         (batch,), options.regularization, dtype=problem.p.dtype, device=problem.p.device
     )
@@ -192,7 +187,7 @@ def solve_from_active_set(
     if not policy.may_read:  # these rounds run eagerly, never inside a graph
         policy = dataclasses.replace(policy, host_reads=SYNC)
     point, factor, taken = active_set_rounds(
-        problem, active, eligible, reg, eps_abs, eps_rel, policy, max_rounds=WARM_START_ROUNDS
+        problem, active, eligible, reg, tol, policy, max_rounds=WARM_START_ROUNDS
     )
     z, s, lam, nu, _, _ = point
     status = torch.where(taken, int(QPStatus.SOLVED), int(QPStatus.MAX_ITER))

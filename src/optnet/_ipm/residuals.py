@@ -19,6 +19,7 @@ class Residuals:
     dual: torch.Tensor  # ||r_dual||_inf                     (B,)
     gap: torch.Tensor  # |z'Qz + p'z + h'lam + b'nu|        (B,)
     complementarity: torch.Tensor  # s'lam                  (B,)
+    point_norm: torch.Tensor  # max(|z|, |lam|, |nu|)       (B,)
     primal_scale: torch.Tensor
     dual_scale: torch.Tensor
     gap_scale: torch.Tensor
@@ -64,9 +65,12 @@ def residuals(problem: Problem, z, s, lam, nu) -> Residuals:
     count = mask.sum(-1).clamp_min(1)
     complementarity = dot(s * mask, lam)
     floors = rounding_floors(problem, z, lam, nu)
+    point_norm = torch.maximum(inf_norm(z), inf_norm(lam))
+    if nu is not None:
+        point_norm = torch.maximum(point_norm, inf_norm(nu))
     return Residuals(
         r_dual, r_eq, r_ineq, complementarity / count, violation, inf_norm(r_dual), gap.abs(),
-        complementarity,
+        complementarity, point_norm,
         primal_scale, dual_scale, gap_scale, *floors, Qz, Cz, Ct_lam, Az, At_nu,
     )  # fmt: skip
 
@@ -78,8 +82,8 @@ def rounding_floors(problem: Problem, z, lam, nu):
     one of ``eps * |z|'|Q||z|``: residuals below these cannot be computed, let alone reached,
     whatever the algorithm. With an ill-conditioned Q the solution is large and these floors
     exceed ``eps_rel`` times the residuals' scales (float32: the paper's OptNetLayer at its
-    initialization, cond(Q) ~ 1e6). The products with G and A enter through their absolute
-    row and column sums and the largest entry of the vector (cheap; up to n times the floor).
+    initialization, cond(Q) ~ 1e6). The products with G (and Az) enter through absolute row
+    and column sums and the largest entry of the vector (cheap; up to n times the floor).
     """
     eps = torch.finfo(z.dtype).eps
     absolute, z_abs = problem.absolute, z.abs()
@@ -93,6 +97,6 @@ def rounding_floors(problem: Problem, z, lam, nu):
     primal = absolute.C_rows * problem.mask * z_max + problem.h_all.abs()
     primal = inf_norm(primal)
     if absolute.A_rows is not None:
-        dual = dual + absolute.A_cols * inf_norm(nu).unsqueeze(-1)
+        dual = dual + matvec(absolute.A.mT, nu.abs())
         primal = torch.maximum(primal, inf_norm(absolute.A_rows * z_max + problem.b.abs()))
     return eps * primal, eps * inf_norm(dual), eps * dot(z_abs, Q_z)

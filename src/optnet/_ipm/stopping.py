@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import torch
 
+from .._options import SolverOptions
 from .residuals import Residuals
 from .state import RUNNING
+
+# A rounding floor above this share of its residual's scale is not accepted in place of the
+# tolerance: the dtype then cannot tell a solution from a point running off along a direction
+# that is singular only to rounding (an unbounded problem, whose regularized Newton solution
+# would otherwise pass). Measured in float32 (2026-12-02): solved OptNetLayer problems at
+# cond(Q) ~ 2.6e6 reach a dual floor of 0.034 of its scale; the first iterates of unbounded
+# problems with a rank-deficient Q, 0.25-1.5.
+MAX_FLOOR_SHARE = 0.1
 
 # A problem whose Newton matrix fails to factor more often than this (each failure raises the
 # regularization 100x) is a numerical error.
@@ -21,29 +32,61 @@ MAX_REG_BUMPS = 6
 HANDOFF_TOLERANCE = 1e-5
 
 
-def handoff_tolerances(eps_abs: float, eps_rel: float) -> tuple[float, float]:
-    """(eps_abs, eps_rel) at which the interior point stops and hands over to the polish."""
-    return max(eps_abs, HANDOFF_TOLERANCE), max(eps_rel, HANDOFF_TOLERANCE)
+@dataclass(frozen=True)
+class Tolerances:
+    """The stopping rule's tolerances in a dtype (``SolverOptions``' with defaults filled in)."""
+
+    eps_abs: float
+    eps_rel: float
+    eps_infeasible: tuple[float, float]  # of the (primal, dual) certificates
+
+    @classmethod
+    def of(cls, options: SolverOptions, dtype: torch.dtype) -> Tolerances:
+        return cls(*options.tolerances(dtype), options.infeasibility_tolerances(dtype))
+
+    @property
+    def shortest_ray(self) -> float:
+        """No certificate holds for a point shorter than this (the loosest tolerance's)."""
+        return 1 / max(self.eps_infeasible)
+
+    def handoff(self) -> Tolerances:
+        """The tolerances at which the interior point stops and hands over to the polish."""
+        eps_abs, eps_rel = (
+            max(self.eps_abs, HANDOFF_TOLERANCE),
+            max(self.eps_rel, HANDOFF_TOLERANCE),
+        )
+        return replace(self, eps_abs=eps_abs, eps_rel=eps_rel)
 
 
-def convergence(res: Residuals, eps_abs: float, eps_rel: float):
+def convergence(res: Residuals, tol: Tolerances):
     """(converged, merit, gap tolerance) per problem.
 
     Converged: primal residual, dual residual and duality gap each ``<= eps_abs + eps_rel *
     scale`` with their own scale (``Residuals``); the primal and dual residuals may instead be
     below the rounding floor of their computation, and where the floor hides the objective
-    gap the complementarity s'lam stands for it (``residuals.rounding_floors``). ``merit`` is
+    gap the complementarity s'lam stands for it (``residuals.rounding_floors``), at points
+    shorter than the longest infeasibility certificate's ray. ``merit`` is
     the largest ratio of a residual to its tolerance (<= 1 means converged; +inf when not
     finite).
     """
-    # The tolerances, or the dtype's rounding floor at this iterate where that is larger.
-    primal_tolerance = torch.maximum(eps_abs + eps_rel * res.primal_scale, res.primal_floor)
-    dual_tolerance = torch.maximum(eps_abs + eps_rel * res.dual_scale, res.dual_floor)
+    eps_abs, eps_rel = tol.eps_abs, tol.eps_rel
+    # The tolerances, or the dtype's rounding floor at this iterate where that is larger. Not
+    # for points as long as an infeasibility certificate's ray: a floor that grows with the
+    # point would accept an iterate running off to infinity (an unbounded problem).
+    bounded = res.point_norm * min(tol.eps_infeasible) < 1  # shorter than every ray
+    primal_floor = torch.where(bounded, res.primal_floor, 0)
+    # (The share test on the dual side only: that is where an unbounded problem's iterates
+    # pass; the primal scale max(|Az|, |b|) is itself tiny when b = 0, as for OptNetLayer.)
+    determined = res.dual_floor <= MAX_FLOOR_SHARE * res.dual_scale
+    dual_floor = torch.where(bounded & determined, res.dual_floor, 0)
+    primal_tolerance = torch.maximum(eps_abs + eps_rel * res.primal_scale, primal_floor)
+    dual_tolerance = torch.maximum(eps_abs + eps_rel * res.dual_scale, dual_floor)
     gap_tolerance = eps_abs + eps_rel * res.gap_scale
     # The objective gap z'Qz + p'z + h'lam + b'nu is a difference of large terms when z is
     # large; where its rounding floor hides it, the complementarity s'lam (a sum of products
     # of nonnegative numbers, accurate) measures the gap instead.
-    gap = torch.where(res.gap <= res.gap_floor, res.complementarity, res.gap)
+    hidden = bounded & (res.gap <= res.gap_floor)
+    gap = torch.where(hidden, res.complementarity, res.gap)
     converged = (
         (res.primal <= primal_tolerance) & (res.dual <= dual_tolerance) & (gap <= gap_tolerance)
     )
