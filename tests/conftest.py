@@ -1,13 +1,24 @@
-"""Shared fixtures: seeding, and markers that skip tests without their resource."""
+"""Shared fixtures: seeding, the backends of the conformance suite, and markers that skip
+tests without their resource."""
 
 from __future__ import annotations
+
+import importlib.util
 
 import pytest
 import torch
 
+from tests.support.backends import CONFIGS
+
 # The tests solve many tiny problems; intra-op threads only add synchronization overhead there
 # (and on a loaded 2-core machine, OpenMP barriers made a 5x5 Cholesky take 15 ms).
 torch.set_num_threads(1)
+
+# The benchmarks' tests need the repo-level benchmarks package (`make` installs it); the
+# library alone (`pip install -e '.[test]'`) runs everything else.
+collect_ignore = []
+if importlib.util.find_spec("optnet_benchmarks") is None:
+    collect_ignore.append("test_bench.py")
 
 
 @pytest.fixture(autouse=True)
@@ -15,14 +26,29 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(params=list(CONFIGS))
+def backend_options(request):
+    """The conformance suite: ``SolverOptions`` selecting each backend in turn
+    (``tests/support/backends.py``)."""
+    return CONFIGS[request.param]
+
+
 def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", help="run tests marked slow")
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "conformance: run once per backend (takes the backend_options fixture)"
+    )
 
 
 def pytest_collection_modifyitems(config, items):
     skip_slow = pytest.mark.skip(reason="slow: pass --runslow")
     skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
     for item in items:
+        if "backend_options" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.conformance)
         if "slow" in item.keywords and not config.getoption("--runslow"):
             item.add_marker(skip_slow)
         if "gpu" in item.keywords and not torch.cuda.is_available():

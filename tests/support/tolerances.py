@@ -16,7 +16,14 @@ TOLERANCES = {
     # A directional derivative against central differences (step 1e-5) of the reference:
     # Clarabel's 1e-12 over the step, plus the step's truncation error.
     ("fd_grad", torch.float64): 2e-6,
+    # Infeasibility certificates (normalized to norm 1): the solver accepts a ray whose
+    # residuals are below eps_infeasible (1e-8) times the data's scale, O(1) in the tests.
+    ("certificate", torch.float64): 1e-6,
 }
+
+# torch.autograd.gradcheck / gradgradcheck in float64: central differences of step eps of a
+# solution computed to 1e-12 (so an error of ~1e-6 from the solve), and the step's truncation.
+GRADCHECK = {"eps": 1e-6, "atol": 1e-5, "rtol": 1e-4, "fast_mode": True}
 
 
 def relative_error(actual, expected) -> float:
