@@ -3,12 +3,14 @@ tests without their resource."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 
 import pytest
 import torch
 
 from tests.support.backends import CONFIGS
+from tests.support.tolerances import TIGHT
 
 # The tests solve many tiny problems; intra-op threads only add synchronization overhead there
 # (and on a loaded 2-core machine, OpenMP barriers made a 5x5 Cholesky take 15 ms).
@@ -31,6 +33,12 @@ def backend_options(request):
     """The conformance suite: ``SolverOptions`` selecting each backend in turn
     (``tests/support/backends.py``)."""
     return CONFIGS[request.param]
+
+
+@pytest.fixture
+def tight_options(backend_options):
+    """``backend_options`` solving to 1e-12, for finite-difference checks."""
+    return dataclasses.replace(backend_options, **TIGHT)
 
 
 def pytest_addoption(parser):

@@ -13,11 +13,12 @@ from optnet.testing import (
 from .backends import CONFIGS
 from .certificates import assert_farkas, assert_unbounded_ray
 from .problems import infeasible_qp, random_qp
-from .tolerances import GRADCHECK, TOLERANCES, assert_close_to, relative_error
+from .tolerances import GRADCHECK, TIGHT, TOLERANCES, assert_close_to, relative_error
 
 __all__ = [
     "CONFIGS",
     "GRADCHECK",
+    "TIGHT",
     "TOLERANCES",
     "active_set_gradients",
     "assert_close_to",

@@ -21,8 +21,10 @@ TOLERANCES = {
     ("certificate", torch.float64): 1e-6,
 }
 
-# torch.autograd.gradcheck / gradgradcheck in float64: central differences of step eps of a
-# solution computed to 1e-12 (so an error of ~1e-6 from the solve), and the step's truncation.
+# Solver tolerances for finite-difference checks (SolverOptions fields): a solution to 1e-12.
+TIGHT = {"eps_abs": 1e-12, "eps_rel": 1e-12, "max_iter": 100}
+# torch.autograd.gradcheck / gradgradcheck in float64 of solutions solved to TIGHT: central
+# differences of step eps (the solve's 1e-12 over the step: ~1e-6) and the step's truncation.
 GRADCHECK = {"eps": 1e-6, "atol": 1e-5, "rtol": 1e-4, "fast_mode": True}
 
 
