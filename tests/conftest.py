@@ -16,11 +16,17 @@ from tests.support.tolerances import TIGHT
 # (and on a loaded 2-core machine, OpenMP barriers made a 5x5 Cholesky take 15 ms).
 torch.set_num_threads(1)
 
-# The benchmarks' tests need the repo-level benchmarks package (`make` installs it); the
-# library alone (`pip install -e '.[test]'`) runs everything else.
-collect_ignore = []
-if importlib.util.find_spec("optnet_benchmarks") is None:
-    collect_ignore.append("test_bench.py")
+# Test modules that import the repo-level packages (`make` installs them): not collected where
+# they are absent, so that the library alone (`pip install -e '.[test]'`) runs everything else.
+NEEDS = {
+    "test_bench.py": ("optnet_benchmarks",),
+    "test_maros_meszaros.py": ("optnet_benchmarks", "optnet_experiments"),
+}
+MISSING = {
+    module: [name for name in packages if importlib.util.find_spec(name) is None]
+    for module, packages in NEEDS.items()
+}
+collect_ignore = [module for module, missing in MISSING.items() if missing]
 
 
 @pytest.fixture(autouse=True)
@@ -43,6 +49,11 @@ def tight_options(backend_options):
 
 def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", help="run tests marked slow")
+
+
+def pytest_report_header(config):
+    return [f"not collected: {module} (needs {', '.join(missing)})"
+            for module, missing in MISSING.items() if missing]  # fmt: skip
 
 
 def pytest_configure(config):
