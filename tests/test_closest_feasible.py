@@ -59,12 +59,13 @@ CASES = [(4, 8, 1, False), (5, 10, 0, True), (6, 9, 2, True), (3, 12, 0, False)]
 
 
 @pytest.mark.parametrize("n, m, neq, bounds", CASES)
-def test_solution_and_gradients_match_the_reference_and_its_differences(closest, n, m, neq, bounds):
+def test_solution_and_gradients_match_the_reference_and_its_differences(
+    backend_options, closest, n, m, neq, bounds
+):
     data = dict(zip(NAMES, infeasible_qp(None, n, m, neq, bounds=bounds, seed=1)))
     data = {name: x for name, x in data.items() if x is not None}
     leaves = {name: x.clone().requires_grad_() for name, x in data.items()}
-    default = dataclasses.replace(closest, infeasible="status")
-    assert int(_solve(data, default).status) == QPStatus.PRIMAL_INFEASIBLE
+    assert int(_solve(data, backend_options).status) == QPStatus.PRIMAL_INFEASIBLE
     sol = _solve(leaves, closest)
     assert int(sol.status) == QPStatus.CLOSEST_FEASIBLE
     assert_farkas(sol.certificate, **data)  # the normalized shift proves the inconsistency
@@ -97,14 +98,13 @@ def test_gradcheck_through_both_phases(closest):
     )  # fmt: skip
 
 
-def test_feasible_problems_get_exactly_the_default_result(closest):
+def test_feasible_problems_get_exactly_the_default_result(backend_options, closest):
     Q, p, G, h, A, b = random_qp(4, 5, 10, 1, seed=0)
     h = h.clone()
     h[2] -= 100.0  # problem 2 only becomes infeasible
     default, relaxed = ([x.clone().requires_grad_() for x in (p, h)] for _ in range(2))
     solutions = []
-    plain_options = dataclasses.replace(closest, infeasible="status")
-    for (p_, h_), options in ((default, plain_options), (relaxed, closest)):
+    for (p_, h_), options in ((default, backend_options), (relaxed, closest)):
         sol = optnet.solve_qp(Q, p_, G, h_, A, b, options=options)
         (sol.z[[0, 1, 3]].square().sum() + sol.lam[[0, 1, 3]].sum()).backward()
         solutions.append(sol)
@@ -119,15 +119,13 @@ def test_feasible_problems_get_exactly_the_default_result(closest):
     assert not torch.equal(closest_sol.z[2], plain.z[2])
 
 
-def test_float32_infeasible_problems_are_relaxed_too(closest):
+def test_float32_infeasible_problems_are_relaxed_too(backend_options, closest):
     # In float32 the interior point ends these infeasible problems as MAX_ITER or
     # NUMERICAL_ERROR, without a certificate: phase 1's shift decides.
     data = infeasible_qp(8, 5, 10, 2, seed=3)
     inputs = [None if x is None else x.float() for x in data]
     Q, p, G, h, A, b, _, _ = inputs
-    default = optnet.solve_qp(
-        Q, p, G, h, A, b, options=dataclasses.replace(closest, infeasible="status")
-    )
+    default = optnet.solve_qp(Q, p, G, h, A, b, options=backend_options)
     sol = optnet.solve_qp(Q, p, G, h, A, b, options=closest)
     unsolved = ~default.solved
     assert bool(unsolved.any())
