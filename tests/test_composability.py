@@ -1,8 +1,11 @@
 """solve_qp under PyTorch's transforms: the autograd contract, double backward, torch.func
-(vmap, grad, jacrev, jacfwd, hessian), torch.compile, autocast and DDP (README, "Composability")."""
+(vmap, grad, jacrev, jacfwd, hessian), torch.compile, autocast and DDP (README, "Composability").
+The tests taking ``tight_options`` or ``backend_options`` run on every backend (the conformance
+suite, tests/test_conformance.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from datetime import timedelta
 from unittest import mock
@@ -15,13 +18,13 @@ from torch.func import grad, hessian, jacfwd, jacrev, vmap
 
 import optnet
 from optnet import _custom_op
-from tests.support import assert_close_to, known_solution_problem
+from tests.support import GRADCHECK, TIGHT, assert_close_to, known_solution_problem
 
 # torch's own forward-mode decompositions still call torch.jit.script on first use.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
 
 F64 = torch.float64
-TIGHT = optnet.SolverOptions(eps_abs=1e-12, eps_rel=1e-12, max_iter=100)
+DEFAULT_TIGHT = optnet.SolverOptions(**TIGHT)
 
 
 def _general(batch=2):
@@ -38,9 +41,9 @@ def _box():
     return M, p, -torch.ones(2, 4, dtype=F64), torch.ones(2, 4, dtype=F64)
 
 
-def _solve(M, p, G=None, h=None, A=None, b=None, lb=None, ub=None):
+def _solve(M, p, G=None, h=None, A=None, b=None, lb=None, ub=None, options=DEFAULT_TIGHT):
     # Q is built from M inside the function, so that perturbations keep it symmetric.
-    return optnet.solve_qp(M @ M.mT, p, G, h, A, b, lb=lb, ub=ub, options=TIGHT)
+    return optnet.solve_qp(M @ M.mT, p, G, h, A, b, lb=lb, ub=ub, options=options)
 
 
 def _duals(sol):
@@ -57,7 +60,7 @@ def test_an_input_changed_in_place_after_the_forward_raises(name):
     Q = inputs.pop("M")
     Q = Q @ Q.mT
     args = {"Q": Q, **inputs}
-    sol = optnet.solve_qp(*args.values(), options=TIGHT)
+    sol = optnet.solve_qp(*args.values(), options=DEFAULT_TIGHT)
     with torch.no_grad():
         args["Q" if name == "M" else name].add_(1.0)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
@@ -78,29 +81,26 @@ def test_an_output_changed_in_place_after_the_forward_raises():
 
 
 @pytest.mark.parametrize("output", ["z", "lam", "nu"])
-def test_gradgradcheck_all_inputs(output):
+def test_gradgradcheck_all_inputs(tight_options, output):
     inputs = [x.clone().requires_grad_() for x in _general()]
     assert torch.autograd.gradgradcheck(
-        lambda *a: getattr(_solve(*a), output), inputs, eps=1e-6, atol=1e-5, rtol=1e-4,
-        fast_mode=True,
-    )  # fmt: skip
-
-
-def test_gradgradcheck_bounds():
-    M, p, lb, ub = (x.clone().requires_grad_() for x in _box())
-
-    def f(M, p, lb, ub):
-        sol = _solve(M, p, lb=lb, ub=ub)
-        return sol.z, sol.lam_lb, sol.lam_ub
-
-    assert torch.autograd.gradgradcheck(
-        f, (M, p, lb, ub), eps=1e-6, atol=1e-5, rtol=1e-4, fast_mode=True
+        lambda *a: getattr(_solve(*a, options=tight_options), output), inputs, **GRADCHECK
     )
 
 
-def test_double_backward_performs_no_factorization():
+def test_gradgradcheck_bounds(tight_options):
+    M, p, lb, ub = (x.clone().requires_grad_() for x in _box())
+
+    def f(M, p, lb, ub):
+        sol = _solve(M, p, lb=lb, ub=ub, options=tight_options)
+        return sol.z, sol.lam_lb, sol.lam_ub
+
+    assert torch.autograd.gradgradcheck(f, (M, p, lb, ub), **GRADCHECK)
+
+
+def test_double_backward_performs_no_factorization(tight_options):
     inputs = [x.clone().requires_grad_() for x in _general()]
-    sol = _solve(*inputs)
+    sol = _solve(*inputs, options=tight_options)
     with mock.patch("torch.linalg.cholesky_ex", side_effect=AssertionError("refactored")):
         grads = torch.autograd.grad(sol.z.square().sum(), inputs, create_graph=True)
         sum(g.square().sum() for g in grads).backward()
@@ -110,27 +110,27 @@ def test_double_backward_performs_no_factorization():
 # --- torch.func -----------------------------------------------------------------------------
 
 
-def test_vmap_over_some_inputs_matches_the_batched_solve():
+def test_vmap_over_some_inputs_matches_the_batched_solve(tight_options):
     M, p, G, h, A, b = _general(batch=3)
     Q = M @ M.mT
     # p and h vmapped, the rest shared by every sample (in_dims None).
     in_dims = (None, 0, None, 0, None, None)
 
     def z(Q, p, G, h, A, b):
-        return optnet.solve_qp(Q, p, G, h, A, b, options=TIGHT).z
+        return optnet.solve_qp(Q, p, G, h, A, b, options=tight_options).z
 
-    expected = optnet.solve_qp(Q[0], p, G[0], h, A[0], b[0], options=TIGHT).z
+    expected = optnet.solve_qp(Q[0], p, G[0], h, A[0], b[0], options=tight_options).z
     actual = vmap(z, in_dims)(Q[0], p, G[0], h, A[0], b[0])
     assert_close_to(actual, expected, "z", F64)
 
 
-def test_vmap_nested_and_over_batched_problems():
+def test_vmap_nested_and_over_batched_problems(tight_options):
     M, p, G, h, A, b = _general(batch=6)
     Q = M @ M.mT
-    expected = optnet.solve_qp(Q, p, G, h, A, b, options=TIGHT)
+    expected = optnet.solve_qp(Q, p, G, h, A, b, options=tight_options)
 
     def solve(*args):
-        return _duals(optnet.solve_qp(*args, options=TIGHT))
+        return _duals(optnet.solve_qp(*args, options=tight_options))
 
     # Each vmapped sample is itself a batch of 2 problems; then vmap of vmap.
     shaped = [x.reshape(3, 2, *x.shape[1:]) for x in (Q, p, G, h, A, b)]
@@ -154,13 +154,13 @@ def _unbatched(problem):
 
 
 @pytest.mark.parametrize("problem", ["general", "box"])
-def test_jacfwd_jacrev_and_finite_differences_agree(problem):
+def test_jacfwd_jacrev_and_finite_differences_agree(tight_options, problem):
     data = _unbatched(_general() if problem == "general" else _box())
     names = "M p G h A b".split() if problem == "general" else "M p lb ub".split()
 
     def z(*args):
         kwargs = dict(zip(names, args))
-        return _solve(**kwargs).z
+        return _solve(**kwargs, options=tight_options).z
 
     for i, x in enumerate(data):
         forward = jacfwd(z, argnums=i)(*data)
@@ -174,11 +174,11 @@ def test_jacfwd_jacrev_and_finite_differences_agree(problem):
         assert_close_to((plus - minus) / 2e-6, reverse.reshape(-1, x.numel())[:, 0], "grad", F64)
 
 
-def test_grad_matches_backward():
+def test_grad_matches_backward(tight_options):
     M, p, G, h, A, b = _unbatched(_general())
 
     def loss(p, h):
-        sol = _solve(M, p, G, h, A, b)
+        sol = _solve(M, p, G, h, A, b, options=tight_options)
         return sol.z.square().sum() + sol.lam.sum()
 
     g_p, g_h = grad(loss, argnums=(0, 1))(p, h)
@@ -188,11 +188,11 @@ def test_grad_matches_backward():
     assert_close_to(g_h, h_.grad, "grad", F64)
 
 
-def test_hessian_forward_over_reverse_matches_reverse_over_reverse():
+def test_hessian_forward_over_reverse_matches_reverse_over_reverse(tight_options):
     M, p, G, h, A, b = _unbatched(_general())
 
     def loss(p, h):
-        sol = _solve(M, p, G, h, A, b)
+        sol = _solve(M, p, G, h, A, b, options=tight_options)
         return sol.z.square().sum() + sol.lam.square().sum()
 
     for argnums in (0, 1):
@@ -216,11 +216,12 @@ def test_jvp_performs_no_factorization_beyond_the_forward():
         assert factor.call_count == forward_only
 
 
-def test_unsolved_problems_get_zero_tangents():
+def test_unsolved_problems_get_zero_tangents(tight_options):
     from tests.support import random_qp
 
     Q, p, G, h, A, b = random_qp(None, 15, 20, 3, seed=6)
-    unreachable = optnet.SolverOptions(max_iter=1)  # one iteration does not solve this one
+    # One iteration does not solve this one.
+    unreachable = dataclasses.replace(tight_options, eps_abs=1e-9, eps_rel=1e-9, max_iter=1)
 
     def z(p, options):
         return optnet.solve_qp(Q, p, G, h, A, b, options=options).z
@@ -228,7 +229,7 @@ def test_unsolved_problems_get_zero_tangents():
     status = optnet.solve_qp(Q, p, G, h, A, b, options=unreachable).status
     assert int(status) == optnet.QPStatus.MAX_ITER
     assert not jacfwd(z)(p, unreachable).any() and not jacrev(z)(p, unreachable).any()
-    assert jacfwd(z)(p, TIGHT).any()
+    assert jacfwd(z)(p, tight_options).any()
 
 
 # --- the custom ops -------------------------------------------------------------------------
@@ -244,7 +245,7 @@ def test_the_ops_fake_implementations_match(blocks):
     A, b = present.get("A", (None, None))
     lb, ub = present.get("lb", (None,))[0], present.get("ub", (None,))[0]
     inputs = (M @ M.mT, p, G, h, A, b, lb, ub)
-    args = _custom_op.pack_args(inputs, TIGHT, None)
+    args = _custom_op.pack_args(inputs, DEFAULT_TIGHT, None)
     checks = ("test_schema", "test_faketensor")
     torch.library.opcheck(_custom_op.solve_qp_op, args, test_utils=checks)
     fields, backend, factor = _custom_op.unpack_outputs(_custom_op.solve_qp_op(*args))
@@ -253,7 +254,7 @@ def test_the_ops_fake_implementations_match(blocks):
     active_args = (*inputs, list(factor), backend, *rhs)
     torch.library.opcheck(_custom_op.solve_active_op, active_args, test_utils=checks)
     # With a warm start: the guessed active set (the solution's own) as a bool tensor.
-    warm_args = _custom_op.pack_args(inputs, TIGHT, factor.active > 0)
+    warm_args = _custom_op.pack_args(inputs, DEFAULT_TIGHT, factor.active > 0)
     torch.library.opcheck(_custom_op.solve_qp_op, warm_args, test_utils=checks)
 
 
@@ -265,11 +266,11 @@ def _compiled(fn):
     return torch.compile(fn, fullgraph=True, dynamic=True, backend=counter), counter
 
 
-def test_compile_fullgraph_no_recompile_on_new_batch_size():
+def test_compile_fullgraph_no_recompile_on_new_batch_size(tight_options):
     torch._dynamo.reset()
 
     def loss(Q, p, G, h, A, b):
-        sol = optnet.solve_qp(Q, p, G, h, A, b, options=TIGHT)
+        sol = optnet.solve_qp(Q, p, G, h, A, b, options=tight_options)
         return sol.z.square().sum() + sol.lam.sum() + sol.nu.sum()
 
     compiled, counter = _compiled(loss)
@@ -328,14 +329,14 @@ def test_compile_with_inductor():
 # --- warm start and the closest feasible problem under the transforms -----------------------
 
 
-def test_warm_start_under_vmap_and_compile():
+def test_warm_start_under_vmap_and_compile(tight_options):
     M, p, G, h, A, b = _general(batch=3)
     Q = M @ M.mT
-    previous = optnet.solve_qp(Q, p, G, h, A, b, options=TIGHT)
+    previous = optnet.solve_qp(Q, p, G, h, A, b, options=tight_options)
     guess = previous.active_set.ineq
 
     def loss(p, guess):
-        sol = optnet.solve_qp(Q, p, G, h, A, b, options=TIGHT,
+        sol = optnet.solve_qp(Q, p, G, h, A, b, options=tight_options,
                               warm_start=optnet.ActiveSet(ineq=guess))  # fmt: skip
         return sol.z.square().sum(), sol.iterations
 
@@ -350,7 +351,7 @@ def test_warm_start_under_vmap_and_compile():
     assert_close_to(p1.grad, p2.grad, "grad", F64)
 
     def one(Q, p, G, h, A, b, guess):
-        sol = optnet.solve_qp(Q, p, G, h, A, b, options=TIGHT,
+        sol = optnet.solve_qp(Q, p, G, h, A, b, options=tight_options,
                               warm_start=optnet.ActiveSet(ineq=guess))  # fmt: skip
         return sol.z, sol.iterations
 
@@ -359,12 +360,12 @@ def test_warm_start_under_vmap_and_compile():
     assert_close_to(z, previous.z, "z", F64)
 
 
-def test_closest_feasible_under_vmap_jacfwd_and_compile():
+def test_closest_feasible_under_vmap_jacfwd_and_compile(backend_options):
     # z1 <= h1 and -z1 <= h2: infeasible where h1 + h2 < 0, with z1 = (h1 - h2) / 2 there.
     Q, G = torch.eye(2, dtype=F64), torch.tensor([[1.0, 0.0], [-1.0, 0.0]], dtype=F64)
     p = torch.tensor([0.3, -1.0], dtype=F64)
     H = torch.tensor([[1.0, 1.0], [-1.0, -1.0], [-1.0, 0.0], [2.0, 2.0]], dtype=F64)
-    closest = optnet.SolverOptions(infeasible="closest")
+    closest = dataclasses.replace(backend_options, infeasible="closest")
 
     def z(h):
         return optnet.solve_qp(Q, p, G, h, options=closest).z

@@ -1,11 +1,18 @@
 """Conformance: every backend against an independent solver (Clarabel) and known solutions.
 
-Each backend of ``optnet._backends.BACKENDS`` (and Ruiz equilibration, which changes the data
-the iterations see) must give the reference's solution and duals, and the exact gradient at a
-known solution. On CPU the graphed backend runs its eager twin.
+The conformance suite is every test that takes the ``backend_options`` fixture: it runs once per
+configuration of ``tests/support/backends.py`` (each backend of ``optnet._backends.BACKENDS``,
+and the batched one on equilibrated data) and is marked ``conformance`` (``pytest -m
+conformance``; ``-k graphed`` for one backend). Here: solutions and duals against the reference
+and known solutions, exact gradients. Elsewhere, next to the tests of the same feature on one
+backend: statuses and certificates (test_status.py), gradcheck of z and the duals
+(test_gradients.py), vmap, jacfwd, double backward and torch.compile (test_composability.py),
+warm start (test_warm_start.py), the closest feasible problem (test_closest_feasible.py).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -24,13 +31,23 @@ from tests.support import (
 pytest.importorskip("clarabel")
 
 CASES = [(0, 0), (12, 0), (0, 3), (12, 3), (30, 6)]  # (m, neq) for n = 10
-# Every way to run the algorithm: the backends, and the batched one on equilibrated data.
-CONFIGS = {name: optnet.SolverOptions(backend=name) for name in BACKENDS}
-CONFIGS["batched+equilibrate"] = optnet.SolverOptions(backend="batched", equilibrate=True)
 
 
-def test_every_backend_is_covered():
-    assert set(BACKENDS) <= set(CONFIGS)
+def test_each_configuration_runs_the_backend_it_names(backend_options, monkeypatch):
+    # The suite tests a backend only if its configuration really runs it: no other backend
+    # chosen instead, and no decline (graphed returns None when it cannot capture a shape).
+    ran = []
+    for name, backend in BACKENDS.items():
+
+        def record(problem, options, policy, name=name, solve=backend.solve):
+            result = solve(problem, options, policy)
+            ran.append((name, result is not None))
+            return result
+
+        monkeypatch.setattr(backend, "solve", record)
+    sol = optnet.solve_qp(*random_qp(3, 5, 6, 1, seed=1), options=backend_options)
+    assert bool(sol.solved.all())
+    assert ran == [(backend_options.backend, True)]
 
 
 def _check_against_reference(sol, inputs, dtype, batch):
@@ -58,15 +75,14 @@ def _check_against_reference(sol, inputs, dtype, batch):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("batch", [None, 1, 5])
 @pytest.mark.parametrize("m,neq", CASES)
-@pytest.mark.parametrize("config", list(CONFIGS))
-def test_matches_reference_solver(config, m, neq, batch, dtype, request):
+def test_matches_reference_solver(backend_options, m, neq, batch, dtype, request):
     if dtype == torch.float32 and (m, neq) == (30, 6):
         # Known weakness: these problems have inactive rows with slack ~6e-4, too close to
         # float32's interior-point tolerance for the polish to find the active set; the
         # interior point (duals ~5e-3 off) is returned. Strict: passing again must be noticed.
         request.applymarker(pytest.mark.xfail(strict=True, reason="polish misses the set"))
     Q, p, G, h, A, b = random_qp(batch, 10, m, neq, dtype=dtype, seed=m + neq)
-    sol = optnet.solve_qp(Q, p, G, h, A, b, options=CONFIGS[config])
+    sol = optnet.solve_qp(Q, p, G, h, A, b, options=backend_options)
     _check_against_reference(sol, (Q, p, G, h, A, b, None, None), dtype, batch)
 
 
@@ -82,12 +98,11 @@ def _mixed_problem(dtype):
     return Q[0], p, G, h, A, b, lb, ub
 
 
-@pytest.mark.parametrize("config", list(CONFIGS))
-def test_mixed_batching_infinite_rows_and_bounds(config):
+def test_mixed_batching_infinite_rows_and_bounds(backend_options):
     dtype = torch.float64
     inputs = _mixed_problem(dtype)
     Q, p, G, h, A, b, lb, ub = inputs
-    sol = optnet.solve_qp(Q, p, G, h, A, b, lb=lb, ub=ub, options=CONFIGS[config])
+    sol = optnet.solve_qp(Q, p, G, h, A, b, lb=lb, ub=ub, options=backend_options)
     _check_against_reference(sol, inputs, dtype, 4)
     # The bound duals close the stationarity condition with the general duals.
     r = Q @ sol.z[..., None] + p[..., None] + G.mT @ sol.lam[..., None] + A.mT @ sol.nu[..., None]
@@ -97,13 +112,12 @@ def test_mixed_batching_infinite_rows_and_bounds(config):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("config", list(CONFIGS))
-def test_exact_gradients_at_known_solution(config, dtype):
+def test_exact_gradients_at_known_solution(backend_options, dtype):
     (Q, p, G, h, A, b), (z, lam, nu, s) = known_solution_problem(6, 10, 14, 3, seed=5)
     w = torch.randn(6, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     expected = active_set_gradients(Q, G, A, z, lam, nu, lam > 0, w)
     inputs = [x.to(dtype).requires_grad_() for x in (Q, p, G, h, A, b)]
-    sol = optnet.solve_qp(*inputs, options=CONFIGS[config])
+    sol = optnet.solve_qp(*inputs, options=backend_options)
     assert bool(sol.solved.all())
     (sol.z * w.to(dtype)).sum().backward()
     for name, x in zip(("Q", "p", "G", "h", "A", "b"), inputs):
@@ -111,9 +125,9 @@ def test_exact_gradients_at_known_solution(config, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_known_solutions(dtype):
+def test_known_solutions(backend_options, dtype):
     (Q, p, G, h, A, b), (z, lam, nu, s) = known_solution_problem(16, 12, 20, 4, seed=3)
-    sol = optnet.solve_qp(*(x.to(dtype) for x in (Q, p, G, h, A, b)))
+    sol = optnet.solve_qp(*(x.to(dtype) for x in (Q, p, G, h, A, b)), options=backend_options)
     assert bool(sol.solved.all())
     assert_close_to(sol.z, z, "z", dtype)
     assert_close_to(sol.lam, lam, "dual", dtype)
@@ -121,9 +135,9 @@ def test_known_solutions(dtype):
     assert_close_to(sol.s, s, "z", dtype)
 
 
-def test_residuals_reported_on_original_data():
+def test_residuals_reported_on_original_data(backend_options):
     Q, p, G, h, A, b = random_qp(4, 8, 10, 2, seed=5)
-    sol = optnet.solve_qp(Q, p, G, h, A, b)
+    sol = optnet.solve_qp(Q, p, G, h, A, b, options=backend_options)
     r_dual = Q @ sol.z[..., None] + p[..., None] + G.mT @ sol.lam[..., None]
     r_dual = (r_dual + A.mT @ sol.nu[..., None]).squeeze(-1)
     assert torch.allclose(sol.dual_residual, r_dual.abs().amax(-1), atol=1e-12)
@@ -135,9 +149,11 @@ def test_residuals_reported_on_original_data():
     assert np.all(sol.iterations.numpy() > 0)
 
 
-def test_compute_dtype_float64_gives_float64_accuracy_for_float32_inputs():
+def test_compute_dtype_float64_gives_float64_accuracy_for_float32_inputs(backend_options):
     (Q, p, G, h, A, b), (z, _, _, _) = known_solution_problem(4, 10, 15, 3, seed=8)
-    options = optnet.SolverOptions(compute_dtype=torch.float64, eps_abs=1e-9, eps_rel=1e-9)
+    options = dataclasses.replace(
+        backend_options, compute_dtype=torch.float64, eps_abs=1e-9, eps_rel=1e-9
+    )
     sol = optnet.solve_qp(*(x.float() for x in (Q, p, G, h, A, b)), options=options)
     assert sol.z.dtype == torch.float32
     assert float((sol.z.double() - z).abs().max()) < 1e-5  # float32 rounding of the data

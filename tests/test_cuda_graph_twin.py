@@ -98,3 +98,23 @@ def test_replayed_derivative_solve_gives_the_eager_gradients():
         for eager, replayed in zip(grads["batched", seed], grads["graphed", seed]):
             assert torch.allclose(eager, replayed, rtol=1e-10, atol=1e-12)
     assert not torch.allclose(grads["graphed", 4][0], grads["graphed", 5][0])
+
+
+def test_a_declined_capture_runs_batched_and_the_backward_follows_it(monkeypatch):
+    # graphed declines (as when a shape cannot be captured): the batched backend solves, the op
+    # records it, and the backward's solve runs the batched way, not the graphed one.
+    monkeypatch.setattr(graphed, "solve", lambda problem, options, policy: None)
+    derivatives = []
+    for module in (batched, graphed):
+        run = module.derivative
+        monkeypatch.setattr(
+            module,
+            "derivative",
+            lambda kernel, tensors, problem, run=run, name=module.__name__: (
+                derivatives.append(name.rsplit(".", 1)[-1]) or run(kernel, tensors, problem)
+            ),
+        )
+    inputs = [x.requires_grad_() for x in random_qp(3, 6, 8, 2, seed=4)]
+    sol = optnet.solve_qp(*inputs, options=optnet.SolverOptions(backend="graphed"))
+    sol.z.sum().backward()
+    assert bool(sol.solved.all()) and derivatives == ["batched"]

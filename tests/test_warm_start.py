@@ -1,9 +1,11 @@
 """Warm starts from a guessed active set: the right guess needs no interior point, a wrong one
 costs only the wasted polish (the problem is solved from scratch). The backend, then the public
-``solve_qp(..., warm_start=)`` against the known solutions and their exact derivatives."""
+``solve_qp(..., warm_start=)`` against the known solutions and their exact derivatives, on every
+backend (the tests taking ``backend_options``)."""
 
 from __future__ import annotations
 
+import functools
 from unittest import mock
 
 import pytest
@@ -54,10 +56,10 @@ def _known(seed=1):
     return (Q, p, G, h, A, b), (z, lam, nu)
 
 
-def _solve_and_differentiate(Q, p, G, h, A, b, warm_start):
-    """The solution and the gradients of sum(w * z) + sum(lam) in p and h."""
+def _solve_and_differentiate(Q, p, G, h, A, b, warm_start, options):
+    """The solution and the gradients of sum(w * z) in p and h."""
     p, h = p.clone().requires_grad_(), h.clone().requires_grad_()
-    sol = optnet.solve_qp(Q, p, G, h, A, b, warm_start=warm_start)
+    sol = optnet.solve_qp(Q, p, G, h, A, b, warm_start=warm_start, options=options)
     w = torch.randn(p.shape, generator=torch.Generator().manual_seed(2), dtype=p.dtype)
     (sol.z * w).sum().backward()
     return sol, w, p.grad, h.grad
@@ -72,48 +74,66 @@ def _assert_exact(sol, w, g_p, g_h, Q, G, A, known):
     assert_close_to(g_h, expected["h"], "grad", torch.float64)
 
 
-def test_solve_qp_warm_started_from_a_nearby_solution_needs_no_iterations():
+def test_solve_qp_warm_started_from_a_nearby_solution_needs_no_iterations(backend_options):
     (Q, p, G, h, A, b), known = _known()
     shift = 1e-3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(5), dtype=p.dtype)
-    previous = optnet.solve_qp(Q, p + shift, G, h, A, b)  # e.g. the last training step's
+    # e.g. the last training step's
+    previous = optnet.solve_qp(Q, p + shift, G, h, A, b, options=backend_options)
     assert int(previous.iterations.min()) > 0
-    sol, w, g_p, g_h = _solve_and_differentiate(Q, p, G, h, A, b, warm_start=previous)
+    sol, w, g_p, g_h = _solve_and_differentiate(Q, p, G, h, A, b, previous, backend_options)
     assert bool(sol.solved.all()) and int(sol.iterations.sum()) == 0
     _assert_exact(sol, w, g_p, g_h, Q, G, A, known)
     torch.testing.assert_close(sol.active_set.ineq, known[1] > 0, rtol=0, atol=0)
 
 
-def test_a_wrong_warm_start_is_solved_from_scratch_with_exact_gradients():
+# Wrong guesses of an active set (each problem's is unique: strictly complementary solutions).
+WRONG = {
+    "every-row": lambda active: torch.ones_like(active),  # no point satisfies that
+    "no-row": torch.zeros_like,  # the unconstrained minimizer violates the active rows
+    "complement": torch.logical_not,  # holds the rows that have slack
+}
+
+
+@pytest.mark.parametrize("wrong", list(WRONG))
+@pytest.mark.parametrize("how_many", [3, 8], ids=["3-of-8-wrong", "all-wrong"])
+def test_a_wrong_warm_start_is_solved_from_scratch_with_exact_gradients(
+    backend_options, wrong, how_many
+):
     (Q, p, G, h, A, b), known = _known()
     guess = known[1] > 0
-    guess[:3] = True  # every row active: no point satisfies that
-    sol, w, g_p, g_h = _solve_and_differentiate(Q, p, G, h, A, b, optnet.ActiveSet(ineq=guess))
+    guess[:how_many] = WRONG[wrong](guess[:how_many])
+    sol, w, g_p, g_h = _solve_and_differentiate(
+        Q, p, G, h, A, b, optnet.ActiveSet(ineq=guess), backend_options
+    )
     assert bool(sol.solved.all())
-    assert bool((sol.iterations[:3] > 0).all()) and int(sol.iterations[3:].sum()) == 0
+    assert bool((sol.iterations[:how_many] > 0).all())
+    assert int(sol.iterations[how_many:].sum()) == 0
     _assert_exact(sol, w, g_p, g_h, Q, G, A, known)
 
 
-def test_a_warm_started_backward_performs_no_factorization():
+def test_a_warm_started_backward_performs_no_factorization(backend_options):
     (Q, p, G, h, A, b), _ = _known()
-    previous = optnet.solve_qp(Q, p, G, h, A, b)
+    previous = optnet.solve_qp(Q, p, G, h, A, b, options=backend_options)
     p = p.clone().requires_grad_()
-    sol = optnet.solve_qp(Q, p, G, h, A, b, warm_start=previous)
+    sol = optnet.solve_qp(Q, p, G, h, A, b, warm_start=previous, options=backend_options)
+    assert int(sol.iterations.sum()) == 0
     with mock.patch("torch.linalg.cholesky_ex", side_effect=AssertionError("refactored")):
         sol.z.sum().backward()
     assert p.grad is not None
 
 
-def test_a_cached_bound_set_shared_or_per_problem():
+def test_a_cached_bound_set_shared_or_per_problem(backend_options):
     # min 1/2 z'z + p'z  s.t.  z >= 0:  z = max(-p, 0), the bound active where p > 0.
     g = torch.Generator().manual_seed(0)
     d = torch.float64
     p = torch.randn(6, 5, generator=g, dtype=d)
     Q, lb = torch.eye(5, dtype=d), torch.zeros(5, dtype=d)
-    per_problem = optnet.solve_qp(Q, p, lb=lb, warm_start=optnet.ActiveSet(lb=p > 0))
+    solve = functools.partial(optnet.solve_qp, options=backend_options)
+    per_problem = solve(Q, p, lb=lb, warm_start=optnet.ActiveSet(lb=p > 0))
     assert int(per_problem.iterations.sum()) == 0
     torch.testing.assert_close(per_problem.z, (-p).clamp_min(0), rtol=0, atol=1e-15)
     same_sign = p.abs() * torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0], dtype=d)
-    shared = optnet.solve_qp(Q, same_sign, lb=lb, warm_start=optnet.ActiveSet(lb=same_sign[0] > 0))
+    shared = solve(Q, same_sign, lb=lb, warm_start=optnet.ActiveSet(lb=same_sign[0] > 0))
     assert int(shared.iterations.sum()) == 0
     torch.testing.assert_close(shared.z, (-same_sign).clamp_min(0), rtol=0, atol=1e-15)
 

@@ -16,7 +16,16 @@ TOLERANCES = {
     # A directional derivative against central differences (step 1e-5) of the reference:
     # Clarabel's 1e-12 over the step, plus the step's truncation error.
     ("fd_grad", torch.float64): 2e-6,
+    # Infeasibility certificates (normalized to norm 1): the solver accepts a ray whose
+    # residuals are below eps_infeasible (1e-8) times the data's scale, O(1) in the tests.
+    ("certificate", torch.float64): 1e-6,
 }
+
+# Solver tolerances for finite-difference checks (SolverOptions fields): a solution to 1e-12.
+TIGHT = {"eps_abs": 1e-12, "eps_rel": 1e-12, "max_iter": 100}
+# torch.autograd.gradcheck / gradgradcheck in float64 of solutions solved to TIGHT: central
+# differences of step eps (the solve's 1e-12 over the step: ~1e-6) and the step's truncation.
+GRADCHECK = {"eps": 1e-6, "atol": 1e-6, "rtol": 1e-5, "fast_mode": True}
 
 
 def relative_error(actual, expected) -> float:
