@@ -2,7 +2,7 @@
 
 - ``shared(...)``: a parent parser with the flags many commands share (``--device``,
   ``--dtype``, ``--seed``, ``--threads``, ``--data``, ``--out``, ``--json``, the training
-  flags), each with the command's default;
+  flags), each with the command's default (``add_shared`` adds them to a parser);
 - ``add_command`` / ``add_group``: a subcommand (or a group of them) whose ``--help`` shows
   the defaults and whose run goes through ``run_command``: ``--threads`` applied, and a
   user's error printed as one line (exit status 2) instead of a traceback.
@@ -61,14 +61,10 @@ _FLAGS = {
 }
 
 
-def shared(*, help: dict[str, str] | None = None, **defaults) -> argparse.ArgumentParser:
-    """A parent parser (``parents=[...]``) with the shared flags named by ``defaults``, in
-    that order: ``device="cpu"`` adds ``--device`` with the default "cpu"; ``REQUIRED`` makes
-    a flag required. ``help`` replaces the help text of some of them.
-
-    A new parser each call: commands never share (and so never change) each other's flags.
-    """
-    parser = argparse.ArgumentParser(add_help=False)
+def add_shared(parser, *, help: dict[str, str] | None = None, **defaults):
+    """Add the shared flags named by ``defaults`` to ``parser``, in that order:
+    ``device="cpu"`` adds ``--device`` with the default "cpu"; ``REQUIRED`` makes a flag
+    required. ``help`` replaces the help text of some of them. Returns ``parser``."""
     for dest, default in defaults.items():
         kwargs = {**_FLAGS[dest], "dest": dest}
         if help and dest in help:
@@ -79,6 +75,14 @@ def shared(*, help: dict[str, str] | None = None, **defaults) -> argparse.Argume
             kwargs["default"] = default
         parser.add_argument("--" + dest.replace("_", "-"), **kwargs)
     return parser
+
+
+def shared(*, help: dict[str, str] | None = None, **defaults) -> argparse.ArgumentParser:
+    """A parent parser (``parents=[...]``) with the shared flags of ``add_shared``.
+
+    A new parser each call: commands never share (and so never change) each other's flags.
+    """
+    return add_shared(argparse.ArgumentParser(add_help=False), help=help, **defaults)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -92,8 +96,9 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
     def _fill_text(self, text, width, indent):
-        if "\n" in text.strip():
-            return "".join(indent + line for line in text.strip().splitlines(keepends=True))
+        if "\n" in text.strip():  # a docstring: as written, less its reST markup
+            text = text.strip().replace("``", "").replace("::\n", ":\n")
+            return "".join(indent + line for line in text.splitlines(keepends=True))
         return super()._fill_text(text, width, indent)
 
 
