@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from optnet_experiments.plotting import pyplot, save_figure
+from optnet_experiments.plotting import plain_log_ticks, pyplot, save_figure
 
 Columns = Sequence[tuple[str, str, str]]  # (record key, header, format spec for floats)
 
@@ -105,14 +105,17 @@ def table_rows(records: list[dict]) -> list[dict]:
 
 
 def speed_tables(records: list[dict]) -> str:
-    """Speed records as a time table and an accuracy table, then the notes: why a solver was
-    skipped (each reason once, numbered; the rows name their note)."""
+    """Speed records as a time table and an accuracy table (of the rows measured), then the
+    notes: why a solver was skipped (each reason once, numbered; the rows name their note)."""
     rows, notes = table_rows(records), {}
     for row in rows:
         if row.get("skipped"):
             reason = f"{row['solver']}: {row['skipped']}"
             row["note"] = f"[{notes.setdefault(reason, len(notes) + 1)}]"
-    text = format_table(rows, TIME_COLUMNS) + "\n\n" + format_table(rows, ACCURACY_COLUMNS)
+    text = format_table(rows, TIME_COLUMNS)
+    measured = [row for row in rows if row.get("z_error") is not None]
+    if measured:
+        text += "\n\n" + format_table(measured, ACCURACY_COLUMNS)
     if notes:
         text += "\n\n" + "\n".join(f"[{i}] {reason}" for reason, i in notes.items())
     return text
@@ -143,6 +146,7 @@ def plot_time_vs_batch(records: Sequence[dict[str, Any]], path: Path, *, title: 
         ax.set_title(f"n={n}, m={m}, neq={neq}")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        plain_log_ticks(ax)
         measured = sorted({r["batch"] for r in timed if r["n"] == n})
         ax.xaxis.set_major_locator(FixedLocator(measured))
         ax.xaxis.set_minor_locator(NullLocator())
