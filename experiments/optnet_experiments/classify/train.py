@@ -127,8 +127,9 @@ def train_one_seed(
             ["test_error"],
             out / "curves.png",
             title=f"digits: {kind}, seed {seed}",
-            ylabel="error",
+            ylabel="images misclassified (fraction)",
             logy=True,
+            labels={"test_error": "test"},
         )
     return result.records[-1]
 
