@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import time
 
 import torch
@@ -27,6 +26,7 @@ from optnet_experiments.cli import add_shared, comma_list
 from optnet_experiments.devices import dtype_name, resolve_device
 from optnet_experiments.errors import ConfigError
 
+from .measure import device_name
 from .peers import PEERS, qpth_function
 
 INPUTS = ("Q", "p", "G", "h", "A", "b")
@@ -127,8 +127,8 @@ def run(args: argparse.Namespace) -> int:
                     solvers.remove(solver)
                     continue
                 print(json.dumps(rows[-1]))
-    name = torch.cuda.get_device_name() if device.type == "cuda" else platform.processor()
-    header = f"{datetime.date.today()}, {name or 'CPU'}, torch {torch.__version__}"
+    name = device_name(device)
+    header = f"{datetime.date.today()}, {name}, torch {torch.__version__}"
     text = header + "\n\n" + table(rows)
     print(text)
     if args.out is not None:

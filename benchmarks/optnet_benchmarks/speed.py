@@ -24,8 +24,6 @@ import importlib.metadata
 import json
 import logging
 import math
-import platform
-import re
 import statistics
 import time
 from collections.abc import Iterator
@@ -39,6 +37,7 @@ from optnet_experiments.cli import add_shared, comma_list
 from optnet_experiments.devices import DTYPES, dtype_name, resolve_device
 from optnet_experiments.errors import ConfigError
 from optnet_experiments.json_lines import JsonLines
+from optnet_experiments.plotting import can_plot
 from optnet_experiments.progress import progress
 
 from . import measure, reference
@@ -311,12 +310,11 @@ def _record_failure(record: dict[str, Any], name: str, case: Case, err: Exceptio
 
 def _base_record(name: str, peer: Peer, case: Case, config: SpeedConfig) -> dict[str, Any]:
     device = config.device
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {
         "solver": name,
         "version": _peer_version(peer),
         "device": device.type,
-        "device_name": device_name,
+        "device_name": measure.device_name(device),
         "threads": torch.get_num_threads(),
         "dtype": dtype_name(case.dtype),
         "n": case.n,
@@ -332,15 +330,6 @@ def _base_record(name: str, peer: Peer, case: Case, config: SpeedConfig) -> dict
         "cold_forward_backward_s": None,
         "skipped": None,
     }
-
-
-def cpu_name() -> str:
-    """The CPU's model name (Linux), else what ``platform`` knows."""
-    try:
-        text = open("/proc/cpuinfo").read()
-        return re.search(r"^model name\s*:\s*(.+)$", text, re.M).group(1).strip()
-    except (OSError, AttributeError):
-        return platform.processor() or platform.machine()
 
 
 def _add_ratios(record: dict[str, Any], optnet: dict[str, Any] | None) -> None:
@@ -435,8 +424,9 @@ def run(args: argparse.Namespace) -> int:
         records.append(record)
     tables = speed_tables(records)
     (out / f"bench_{device.type}_table.txt").write_text(tables + "\n")
-    title = f"{records[0]['device_name']} ({device.type})" if records else device.type
-    plot_time_vs_batch(records, out / f"bench_{device.type}.png", title=title)
+    if can_plot():
+        title = f"{records[0]['device_name']} ({device.type})" if records else device.type
+        plot_time_vs_batch(records, out / f"bench_{device.type}.png", title=title)
     print(tables)
     print(json.dumps({"records": len(records), "out": str(out)}))
     return 0

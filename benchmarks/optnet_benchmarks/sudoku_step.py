@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 
 import torch
 
@@ -29,7 +28,7 @@ from optnet_experiments.cli import add_shared, comma_list
 from optnet_experiments.devices import DTYPES, resolve_device
 from optnet_experiments.errors import ConfigError
 
-from .measure import median_time
+from .measure import device_name, median_time
 from .peers import PEERS, qpth_function
 from .report import format_table
 
@@ -110,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     if "qpth" in solvers and (reason := PEERS["qpth"]().unavailable_reason(device, dtype)):
         print(f"qpth: {reason}")
         solvers.remove("qpth")
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    name = device_name(device)
     print(f"{name}, torch {torch.__version__}, {args.dtype}, {datetime.date.today()}")
     rows = []
     for board, n_eq, batch in CASES:

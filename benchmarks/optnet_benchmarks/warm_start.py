@@ -28,7 +28,6 @@ import argparse
 import copy
 import datetime
 import json
-import platform
 import time
 
 import torch
@@ -40,6 +39,8 @@ from optnet_experiments.devices import DTYPES
 from optnet_experiments.sudoku.boards import strict_correct
 from optnet_experiments.sudoku.data import DATA_NAME, load_sudoku, split_train_val_test
 from optnet_experiments.sudoku.models import SudokuOptNet
+
+from .measure import device_name
 
 RUNS = ("cold", "warm")
 # The options recorded with the results.
@@ -168,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
     config = {key: getattr(args, key) for key in _CONFIG_KEYS}
     result = {
         "date": datetime.date.today().isoformat(), "torch": torch.__version__,
-        "machine": platform.processor() or platform.machine(), **config, "records": records,
+        "machine": device_name(torch.device("cpu")), **config, "records": records,
         "test_strict_error": test_error, **stats,
     }  # fmt: skip
     if args.json:
