@@ -4,8 +4,8 @@
 #
 # The GPU machine has python3 with torch (CUDA) and no internet, so the three packages go in
 # editable, without dependencies and without build isolation: the image's own setuptools
-# (>= 64, plus `wheel` where setuptools is older than 70.1) builds them, nothing is
-# downloaded. They go into a virtual environment that sees the image's packages
+# builds them (the version their pyproject.toml files ask for, plus `wheel` where setuptools
+# is older than 70.1), nothing is downloaded. They go into a virtual environment that sees the image's packages
 # (--system-site-packages): the image's Python stays as it is, and pip does not refuse an
 # "externally managed" one. Wheels carried in .whl/ (peers such as qpth, cvxpy) are installed
 # into it first.
