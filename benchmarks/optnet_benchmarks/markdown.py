@@ -17,14 +17,11 @@ from pathlib import Path
 
 from optnet_experiments.json_lines import read_json_lines
 
-from .maros_meszaros import OUTCOME_COLUMNS, success_rates
+from .maros_meszaros import OUTCOME_COLUMNS, PROBLEM_COLUMNS, success_rates
 from .report import SPEED_COLUMNS, format_markdown, table_rows
 
 FAILURE_COLUMNS = (
-    ("problem", "problem", ""),
-    ("n", "n", ""),
-    ("m", "m (G rows)", ""),
-    ("neq", "neq", ""),
+    *PROBLEM_COLUMNS,
     *OUTCOME_COLUMNS,
     ("failing", "failing", ""),
     ("dual_inf_norm", "max dual", ".1e"),
@@ -64,8 +61,7 @@ def maros_markdown(records: list[dict]) -> str:
         row.update(problem=r["problem"], n=r.get("n"), m=r.get("m"), neq=r.get("neq"))
         mark = "-" if r["status"] == "NOT_RUN" else ("pass" if r["passed"] else "FAIL")
         row[r["tier"]] = f"{mark} ({r['status']}, {r.get('iterations', '-')} it)"
-    columns = [("problem", "problem", ""), ("n", "n", ""), ("m", "m", ""), ("neq", "neq", "")]
-    columns += [(t, t, "") for t in tiers]
+    columns = [*PROBLEM_COLUMNS, *((t, t, "") for t in tiers)]
     return "\n\n".join(
         [
             head,

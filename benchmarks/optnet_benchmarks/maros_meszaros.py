@@ -42,7 +42,8 @@ logger = logging.getLogger("optnet")
 
 DATA_NAME = "maros_meszaros"  # the folder's name under the data root
 
-# how one (problem, tier) solve went: shared by the text table and benchmarks/to_markdown.py
+# The problem, and how one (problem, tier) solve went: shared with `optnet bench markdown`.
+PROBLEM_COLUMNS = (("problem", "problem", ""), ("n", "n", ""), ("m", "m", ""), ("neq", "neq", ""))
 OUTCOME_COLUMNS = (
     ("tier", "tier", ""),
     ("status", "status", ""),
@@ -55,7 +56,7 @@ OUTCOME_COLUMNS = (
 # The printed table, 100 columns at most: the sizes and the failing criteria are in the JSON
 # lines (and in `optnet bench markdown`'s tables).
 TABLE_COLUMNS = (
-    ("problem", "problem", ""),
+    PROBLEM_COLUMNS[0],
     *OUTCOME_COLUMNS,
     ("objective_error", "obj err", ".1e"),
     ("time_s", "time s", ".3f"),

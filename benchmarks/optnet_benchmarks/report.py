@@ -11,55 +11,36 @@ from optnet_experiments.plotting import plain_log_ticks, pyplot, save_figure
 
 Columns = Sequence[tuple[str, str, str]]  # (record key, header, format spec for floats)
 
-# Every column of a speed record, for the markdown tables of docs/benchmarks.md.
-SPEED_COLUMNS = (
+# The speed records' columns: the case, the times, the errors.
+_CASE = (
     ("solver", "solver", ""),
     ("dtype", "dtype", ""),
     ("n", "n", ""),
     ("m", "m", ""),
     ("neq", "neq", ""),
     ("batch", "B", ""),
-    ("forward_ms", "fwd ms", ".2f"),
-    ("forward_backward_ms", "fwd+bwd ms", ".2f"),
-    ("ratio_forward", "fwd / optnet", ".2f"),
-    ("ratio_forward_backward", "f+b / optnet", ".2f"),
-    ("iterations_max", "iters", ""),
-    ("z_error", "z err max", ".1e"),
-    ("z_error_median", "z err med", ".1e"),
-    ("grad_p_error", "dp err max", ".1e"),
-    ("grad_p_error_median", "dp err med", ".1e"),
-    ("z_error_clarabel", "z err (clarabel)", ".1e"),
-    ("peak_mib", "peak MiB", ".1f"),
-    ("skipped", "note", ""),
 )
-# The same, as two tables that fit a terminal of 100 columns (m and neq, which follow from n,
-# only in the second); a skipped row's reason is a numbered note under them.
-TIME_COLUMNS = (
-    ("solver", "solver", ""),
-    ("dtype", "dtype", ""),
-    ("n", "n", ""),
-    ("batch", "B", ""),
+_TIMES = (
     ("forward_ms", "fwd ms", ".2f"),
     ("forward_backward_ms", "f+b ms", ".2f"),
-    ("ratio_forward", "fwd/opt", ".2f"),
+    ("ratio_forward", "fwd/opt", ".2f"),  # the peer's time over optnet's
     ("ratio_forward_backward", "f+b/opt", ".2f"),
     ("iterations_max", "iters", ""),
     ("peak_mib", "MiB", ".1f"),
-    ("note", "note", ""),
 )
-ACCURACY_COLUMNS = (
-    ("solver", "solver", ""),
-    ("dtype", "dtype", ""),
-    ("n", "n", ""),
-    ("m", "m", ""),
-    ("neq", "neq", ""),
-    ("batch", "B", ""),
+_ERRORS = (
     ("z_error", "z err", ".1e"),
     ("z_error_median", "z med", ".1e"),
     ("grad_p_error", "dp err", ".1e"),
     ("grad_p_error_median", "dp med", ".1e"),
     ("z_error_clarabel", "z vs Clarabel", ".1e"),
 )
+# Every column, for the markdown tables of docs/benchmarks.md.
+SPEED_COLUMNS = (*_CASE, *_TIMES, *_ERRORS, ("skipped", "note", ""))
+# The same as two tables that fit a terminal of 100 columns (m and neq, which follow from n,
+# only in the second); a skipped row's reason is a numbered note under them.
+TIME_COLUMNS = (*_CASE[:3], _CASE[5], *_TIMES, ("note", "note", ""))
+ACCURACY_COLUMNS = (*_CASE, *_ERRORS)
 
 
 def _cell(value: Any, fmt: str) -> str:

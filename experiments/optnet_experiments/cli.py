@@ -5,7 +5,8 @@
   flags), each with the command's default (``add_shared`` adds them to a parser);
 - ``add_command`` / ``add_group``: a subcommand (or a group of them) whose ``--help`` shows
   the defaults and whose run goes through ``run_command``: ``--threads`` applied, and a
-  user's error printed as one line (exit status 2) instead of a traceback.
+  user's error printed as one line (exit status 2) instead of a traceback;
+- ``config_from_args``: a command's config dataclass from its parsed options.
 
 The ``optnet`` command itself (parsing, logging, dispatch to ``args.func``) is the library's
 ``optnet.cli.main``, which loads these commands through the entry points ``optnet.commands``.
@@ -20,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import sys
 from collections.abc import Callable
@@ -133,6 +135,14 @@ def run_command(prog: str, run: Command, args: argparse.Namespace) -> int:
     except (ConfigError, FileNotFoundError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
+
+
+def config_from_args(config_type: type, args: argparse.Namespace, **overrides):
+    """The dataclass ``config_type`` made of the parsed arguments named like its fields (the
+    fields no option names keep their defaults); ``overrides`` win."""
+    names = (field.name for field in dataclasses.fields(config_type))
+    values = {name: getattr(args, name) for name in names if hasattr(args, name)}
+    return config_type(**{**values, **overrides})
 
 
 def comma_list(kind: Callable[[str], object]) -> Callable[[str], list]:

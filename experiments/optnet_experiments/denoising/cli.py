@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ..cli import REQUIRED, add_command, add_group, shared
+from ..cli import REQUIRED, add_command, add_group, config_from_args, shared
 from ..devices import resolve_device
 from ..plotting import can_plot
 from .models import DEFAULT_CENTER, MODEL_KINDS, QP_PARAMETERS, load_model
@@ -95,28 +95,8 @@ def register(subparsers) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    config = TrainConfig(
-        model=args.model,
-        out=str(args.out),
-        epochs=args.epochs,
-        seed=args.seed,
-        data_seed=args.data_seed,
-        n_train=args.n_train,
-        n_test=args.n_test,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        l1=args.l1,
-        lam=args.lam,
-        lambda_grid=tuple(args.lambda_grid),
-        grid_signals=args.grid_signals,
-        dtype=args.dtype,
-        max_iter=args.max_iter,
-        time_limit=args.time_limit,
-        device=args.device,
-        lr_schedule=args.lr_schedule,
-        learn=args.learn,
-        center=args.center,
-        eps=args.eps,
+    config = config_from_args(
+        TrainConfig, args, out=str(args.out), lambda_grid=tuple(args.lambda_grid)
     )
     result = train(config, on_record=lambda r: print(json.dumps(r), flush=True))
     summary = {

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from ..cli import REQUIRED, add_command, add_group, shared
+from ..cli import REQUIRED, add_command, add_group, config_from_args, shared
 from ..data_paths import data_dir, default_help
 from ..devices import DTYPES, resolve_device
 from ..distributed import launched_by_torchrun, spawn_local
@@ -55,6 +55,11 @@ _BOARD_DATA_HELP = (
     f"folder of features.pt and labels.pt {default_help('NAME')}, with NAME sudoku4 for 4x4 "
     "boards and sudoku9 for 9x9"
 )
+_EVAL_HELP = {
+    "data": _BOARD_DATA_HELP,
+    "batch_size": "puzzles per forward pass",
+    "limit": "use only the first N puzzles (default: all)",
+}
 _SPLIT_HELP = (
     "all puzzles in --data, its test split (the last 10%%), or its validation split (the "
     "fraction of --val-fraction just before the test split)"
@@ -228,28 +233,11 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         if args.n_eq is not None or args.q is not None or args.init != "rand":
             raise ConfigError("--n-eq, --q and --init apply to optnet only")
         hparams.update({k: v for k in ("depth", "width") if (v := getattr(args, k)) is not None})
-    board_name = DATA_NAMES[args.board or 2]
-    return TrainConfig(
-        model=args.model,
-        hparams=hparams,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
+    return config_from_args(
+        TrainConfig, args, hparams=hparams, out=str(args.out),
         lr=DEFAULT_LR[args.model] if args.lr is None else args.lr,
-        optimizer=args.optimizer,
-        seed=args.seed,
-        device=args.device,
-        data=str(data_dir(board_name, args.data)),
-        board=args.board,
-        limit=args.limit,
-        val_fraction=args.val_fraction,
-        init=args.init,
-        eval_initial=args.eval_initial,
-        lr_schedule=args.lr_schedule,
-        time_limit=args.time_limit,
-        out=str(args.out),
-        distributed=args.distributed,
-        threads=args.threads,
-    )
+        data=str(data_dir(DATA_NAMES[args.board or 2], args.data)),
+    )  # fmt: skip
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -305,9 +293,8 @@ def _add_eval(commands) -> None:
             shared(
                 device="cpu", threads=None, data=None, batch_size=50, limit=None, json=False,
                 help={
+                    **_EVAL_HELP,
                     "data": _BOARD_DATA_HELP + " (default board: the checkpoint's)",
-                    "batch_size": "puzzles per forward pass",
-                    "limit": "use only the first N puzzles (default: all)",
                     "json": 'print only one JSON object: {"strict_error", "paper_error", "n"}',
                 },
             )
@@ -354,12 +341,7 @@ def _add_relaxation(commands) -> None:
             shared(
                 device="cpu", dtype="float64", threads=None, data=None, batch_size=50,
                 limit=None, json=False,
-                help={
-                    "data": _BOARD_DATA_HELP,
-                    "batch_size": "puzzles per forward pass",
-                    "limit": "use only the first N puzzles (default: all)",
-                    "json": "print one JSON object per q only",
-                },
+                help={**_EVAL_HELP, "json": "print one JSON object per q only"},
             )
         ],
     )  # fmt: skip
