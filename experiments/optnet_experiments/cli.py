@@ -42,7 +42,7 @@ _FLAGS = {
     "device": {"choices": DEVICES, "help": "where to run"},
     "dtype": {"choices": tuple(DTYPES), "help": "floating-point type of the computation"},
     "seed": {"type": int, "help": "random seed"},
-    "threads": {"type": int, "help": "CPU threads of torch (default: torch's)"},
+    "threads": {"type": int, "help": "CPU threads of torch"},
     "data": {"type": Path, "help": "data folder"},
     "out": {"type": Path, "help": "output folder"},
     "json": {"action": "store_true", "help": "print only JSON, one object per line"},
@@ -56,9 +56,9 @@ _FLAGS = {
     "time_limit": {
         "type": float,
         "help": "seconds from the start of the run after which no training batch starts; the "
-        "epoch then ends, is evaluated and logged (default: none)",
+        "epoch then ends, is evaluated and logged",
     },
-    "limit": {"type": int, "help": "use only the first N examples (default: all)"},
+    "limit": {"type": int, "help": "use only the first N examples"},
     "max_iter": {"type": int, "help": "the solver's iteration cap"},
 }
 
@@ -71,12 +71,18 @@ def add_shared(parser, *, help: dict[str, str] | None = None, **defaults):
         kwargs = {**_FLAGS[dest], "dest": dest}
         if help and dest in help:
             kwargs["help"] = help[dest]
+        if default is None and dest in _NONE_MEANS and "default:" not in kwargs["help"]:
+            kwargs["help"] += f" (default: {_NONE_MEANS[dest]})"  # the help shows no None
         if default is REQUIRED:
             kwargs["required"] = True
         elif kwargs.get("action") != "store_true":
             kwargs["default"] = default
         parser.add_argument("--" + dest.replace("_", "-"), **kwargs)
     return parser
+
+
+# What a default of None means, for the flags where the help does not say it.
+_NONE_MEANS = {"threads": "torch's", "time_limit": "none", "limit": "all"}
 
 
 def shared(*, help: dict[str, str] | None = None, **defaults) -> argparse.ArgumentParser:

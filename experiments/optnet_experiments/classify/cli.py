@@ -29,7 +29,12 @@ def register(subparsers) -> None:
     )  # fmt: skip
     train = add_command(
         commands, "train", _cmd_train, help="train one model kind for one or more seeds",
-        parents=[shared(device="cpu", epochs=25, lr=3e-3, batch_size=64, out=REQUIRED)],
+        parents=[
+            shared(
+                device="cpu", epochs=25, lr=3e-3, batch_size=64, out=REQUIRED,
+                help={"batch_size": "images per batch"},
+            )
+        ],
     )  # fmt: skip
     train.add_argument("--model", choices=MODEL_KINDS, required=True, help="model kind")
     train.add_argument(

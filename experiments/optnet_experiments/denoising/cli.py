@@ -19,6 +19,8 @@ from .models import DEFAULT_CENTER, MODEL_KINDS, QP_PARAMETERS, load_model
 from .plots import plot_examples
 from .train import TrainConfig, checkpoint_test_set, evaluate, train
 
+_SIGNALS = {"batch_size": "signals per batch"}
+
 
 def register(subparsers) -> None:
     """Add ``optnet denoise {train,eval,compare}``."""
@@ -36,6 +38,7 @@ def register(subparsers) -> None:
                 lr_schedule="constant", time_limit=None, max_iter=50, out=REQUIRED,
                 help={
                     "dtype": "dtype of the QP models",
+                    **_SIGNALS,
                     "seed": "model init and batch order",
                     "lr": "Adam learning rate (default: fc 1e-3, optnet 1e-2, optnet-tv 1e-4, "
                     "optnet-qp-tv 2e-4)",
@@ -82,7 +85,7 @@ def register(subparsers) -> None:
 
     ev = add_command(
         commands, "eval", _cmd_eval, help="test MSE of a checkpoint",
-        parents=[shared(device="cpu", batch_size=100, json=False)],
+        parents=[shared(device="cpu", batch_size=100, json=False, help=_SIGNALS)],
     )  # fmt: skip
     ev.add_argument("--checkpoint", type=Path, required=True, help="model.pt or best.pt")
 

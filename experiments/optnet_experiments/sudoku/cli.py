@@ -58,7 +58,7 @@ _BOARD_DATA_HELP = (
 _EVAL_HELP = {
     "data": _BOARD_DATA_HELP,
     "batch_size": "puzzles per forward pass",
-    "limit": "use only the first N puzzles (default: all)",
+    "limit": "use only the first N puzzles",
 }
 _SPLIT_HELP = (
     "all puzzles in --data, its test split (the last 10%%), or its validation split (the "
@@ -159,10 +159,10 @@ def _add_train(commands) -> None:
                     "dtype": "OptNet's dtype (the baselines always use float32)",
                     "seed": "model init and batch order",
                     "data": _BOARD_DATA_HELP,
-                    "batch_size": "global batch, split across processes (paper: 150)",
+                    "batch_size": "global batch, split across processes (the paper's)",
                     "lr": "Adam/SGD learning rate (default: 0.1 for optnet, 1e-3 for the "
                     "baselines)",
-                    "limit": "use only the first N puzzles (default: all)",
+                    "limit": "use only the first N puzzles",
                 },
             )
         ],
@@ -464,8 +464,13 @@ def _add_report(commands) -> None:
         "redraw the plots from the records alone.",
         parents=[shared(device="cpu", help={"device": "device of the test evaluations"})],
     )  # fmt: skip
-    p.add_argument("paths", type=Path, nargs="+", help="RUNS DATA OUT, or with --replot DIR")
-    p.add_argument("--runs", dest="names", nargs="+", default=list(DEFAULT_RUNS), help="runs")
+    p.add_argument(
+        "paths", type=Path, nargs="+", metavar="PATH", help="RUNS DATA OUT, or with --replot DIR"
+    )
+    p.add_argument(
+        "--runs", dest="names", nargs="+", metavar="NAME", default=list(DEFAULT_RUNS),
+        help="the run folders in RUNS to gather",
+    )  # fmt: skip
     p.add_argument("--replot", type=Path, default=None, help="a sudoku9.jsonl to redraw")
 
 
