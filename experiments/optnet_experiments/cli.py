@@ -6,7 +6,8 @@
 - ``add_command`` / ``add_group``: a subcommand (or a group of them) whose ``--help`` shows
   the defaults and whose run goes through ``run_command``: ``--threads`` applied, and a
   user's error printed as one line (exit status 2) instead of a traceback;
-- ``config_from_args``: a command's config dataclass from its parsed options.
+- ``config_from_args``: a command's config dataclass from its parsed options;
+- ``print_result``: a result as a line for people, then a JSON line.
 
 The ``optnet`` command itself (parsing, logging, dispatch to ``args.func``) is the library's
 ``optnet.cli.main``, which loads these commands through the entry points ``optnet.commands``.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -141,6 +143,14 @@ def run_command(prog: str, run: Command, args: argparse.Namespace) -> int:
     except (ConfigError, FileNotFoundError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
+
+
+def print_result(result: dict, text: str, *, json_only: bool) -> None:
+    """A command's result: for people (``text``, left out with ``--json``), then for programs
+    (``result`` as one JSON line)."""
+    if not json_only:
+        print(text)
+    print(json.dumps(result), flush=True)
 
 
 def config_from_args(config_type: type, args: argparse.Namespace, **overrides):

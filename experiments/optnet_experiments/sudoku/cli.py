@@ -13,7 +13,6 @@ train --distributed ...``.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ..cli import REQUIRED, add_command, add_group, config_from_args, shared
+from ..cli import REQUIRED, add_command, add_group, config_from_args, print_result, shared
 from ..data_paths import data_dir, default_help
 from ..devices import DTYPES, resolve_device
 from ..distributed import launched_by_torchrun, spawn_local
@@ -316,14 +315,13 @@ def run_eval(args: argparse.Namespace) -> int:
     )  # fmt: skip
     metrics, checkpoint = evaluation.metrics, evaluation.checkpoint
     result = {key: metrics[key] for key in ("strict_error", "paper_error", "n")}
-    if not args.json:
-        print(
-            f"{checkpoint.spec.kind} (epoch {checkpoint.metadata.get('epoch')}) on "
-            f"{evaluation.folder} [{args.split}]: strict error {result['strict_error']:.2%}, "
-            f"paper error {result['paper_error']:.2%}, loss {metrics['loss']:.5f}, "
-            f"{time.perf_counter() - start:.1f} s"
-        )
-    print(json.dumps(result))
+    text = (
+        f"{checkpoint.spec.kind} (epoch {checkpoint.metadata.get('epoch')}) on "
+        f"{evaluation.folder} [{args.split}]: strict error {result['strict_error']:.2%}, "
+        f"paper error {result['paper_error']:.2%}, loss {metrics['loss']:.5f}, "
+        f"{time.perf_counter() - start:.1f} s"
+    )
+    print_result(result, text, json_only=args.json)
     return 0
 
 
@@ -372,13 +370,12 @@ def run_relaxation(args: argparse.Namespace) -> int:
             "paper_error": metrics["paper_error"], "n": metrics["n"],
             "seconds": round(time.perf_counter() - start, 2),
         }  # fmt: skip
-        if not args.json:
-            print(
-                f"true constraints, q = {q:g}, {args.dtype}, {metrics['n']} puzzles of {folder} "
-                f"[{args.split}]: strict error {result['strict_error']:.2%}, paper error "
-                f"{result['paper_error']:.2%} ({result['seconds']:.1f} s)"
-            )
-        print(json.dumps(result))
+        text = (
+            f"true constraints, q = {q:g}, {args.dtype}, {metrics['n']} puzzles of {folder} "
+            f"[{args.split}]: strict error {result['strict_error']:.2%}, paper error "
+            f"{result['paper_error']:.2%} ({result['seconds']:.1f} s)"
+        )
+        print_result(result, text, json_only=args.json)
     return 0
 
 
