@@ -3,7 +3,9 @@
 #
 # Run from the repository root:  OUT=/some/folder bash benchmarks/gpu_denoise_classify.sh
 # Needs python3 with torch+CUDA and numpy; matplotlib and tqdm are optional (without
-# matplotlib there is no examples.png). No data to carry: the signals are generated (seed 0).
+# matplotlib there is no examples.png). It installs the library and experiments/ first
+# (experiments/gpu_env.sh) and runs `optnet denoise`. No data to carry: the signals are
+# generated (seed 0).
 # The classification runs are cheap and run on CPU (see docs/experiments.md).
 #
 # Time: about 7 minutes (each step has a time limit; the sum of the limits is 455 s).
@@ -18,36 +20,21 @@ set -u
 : "${OUT:?set OUT to the output folder}"
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
-export PYTHONPATH="src:experiments${PYTHONPATH:+:$PYTHONPATH}"
-PY=${PYTHON:-python3}
+LOG="$OUT/log.txt"
+source experiments/gpu_env.sh
+gpu_env > "$LOG" 2>&1 || { cat "$LOG"; exit 1; }
+PY=$PYTHON
 DEVICE=${DEVICE:-cuda}
 # For a dry run elsewhere: DEVICE=cpu GRID="0 40 20" SMALL="--n-train 100 --n-test 30" EPOCHS=2
 GRID=${GRID:-0 100 1}
 SMALL=${SMALL:-}
 EPOCHS=${EPOCHS:-100}
-LOG="$OUT/log.txt"
-
-# tqdm is optional here: a pass-through stand-in keeps the progress bars silent without it.
-if ! "$PY" -c "import tqdm" 2>/dev/null; then
-    mkdir -p "$WORK/stubs/tqdm"
-    printf 'def tqdm(iterable, **kwargs):\n    return iterable\n' > "$WORK/stubs/tqdm/auto.py"
-    touch "$WORK/stubs/tqdm/__init__.py"
-    export PYTHONPATH="$PYTHONPATH:$WORK/stubs"
-fi
-
-# The denoise subcommand alone (optnet.cli would import every experiment's dependencies).
-DRIVER='import argparse, sys
-from optnet_experiments.denoising import cli as denoising
-parser = argparse.ArgumentParser(prog="optnet")
-denoising.register(parser.add_subparsers())
-args = parser.parse_args(sys.argv[1:])
-sys.exit(args.func(args))'
 
 denoise() { # denoise SECONDS args...
     local limit=$1
     shift
     local t0=$SECONDS
-    timeout "$limit" "$PY" -c "$DRIVER" denoise "$@" >> "$LOG" 2>&1
+    timeout "$limit" optnet denoise "$@" >> "$LOG" 2>&1
     local rc=$?
     echo "# rc=$rc wall=$((SECONDS - t0)) s: denoise $*" >> "$LOG"
     return $rc
@@ -57,7 +44,7 @@ denoise() { # denoise SECONDS args...
     date -u
     nvidia-smi -L
     "$PY" -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name())"
-} > "$LOG" 2>&1
+} >> "$LOG" 2>&1
 
 # 1. TV baseline: lambda on the integer grid 0..100, all training signals in one batch.
 denoise 170 train --model tv --device "$DEVICE" --batch-size 9000 --lambda-grid $GRID $SMALL --out "$WORK/tv"

@@ -10,7 +10,9 @@
 #
 # Needs: the paper's features.pt and labels.pt in .gpu_data/sudoku4/ (a git-ignored folder
 #        carried with the working tree; this script copies nothing itself), CUDA, python3 with
-#        torch (matplotlib and tqdm optional: without matplotlib there are no PNGs).
+#        torch (matplotlib and tqdm optional: without matplotlib there are no PNGs). It
+#        installs the library and experiments/ first (experiments/gpu_env.sh) and runs
+#        `optnet sudoku`.
 # Writes into $OUT (flat, at most 8 files):
 #   single: sudoku_gpu.log (everything printed, device and versions), optnet_float32.jsonl,
 #           optnet_float64.jsonl, conv.jsonl, fc.jsonl (per-epoch records),
@@ -21,22 +23,22 @@
 #       keeps the epochs it finished (the logs are written every epoch).
 set -u
 cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD/src:$PWD/experiments${PYTHONPATH:+:$PYTHONPATH}"
 MODE=${1:-single}
 DATA=.gpu_data/sudoku4
 OUT=${OUT:-/tmp/gpu_sudoku_out}
 RUNS=$(mktemp -d)
 mkdir -p "$OUT"
-SUDOKU=(python3 -m optnet_experiments.sudoku.cli)  # `optnet sudoku`, without installing
 SUFFIX=$([ "$MODE" = ddp ] && echo _ddp || echo "")
 LOG="$OUT/sudoku_gpu$SUFFIX.log"
+source experiments/gpu_env.sh
+gpu_env > "$LOG" 2>&1 || { cat "$LOG"; exit 1; }
 
 train() {  # train NAME SECONDS ARGS...: one time-capped training run
   local name=$1 seconds=$2
   shift 2
   echo "=== $name: sudoku train $*"
   local start=$SECONDS
-  timeout "$seconds" "${SUDOKU[@]}" train --device cuda --data "$DATA" --epochs 20 \
+  timeout "$seconds" optnet sudoku train --device cuda --data "$DATA" --epochs 20 \
     --out "$RUNS/$name" "$@"
   echo "=== $name: exit $? after $((SECONDS - start)) s"
 }
@@ -49,7 +51,7 @@ evaluate() {  # evaluate NAME... : eval each run's checkpoint on the test split 
     checkpoint=$(ls "$RUNS/$name"/*.pt 2>/dev/null | head -n 1)
     if [ -z "$checkpoint" ]; then echo "=== $name: no checkpoint"; continue; fi
     local result
-    result=$(timeout 15 "${SUDOKU[@]}" eval --checkpoint "$checkpoint" --data "$DATA" \
+    result=$(timeout 15 optnet sudoku eval --checkpoint "$checkpoint" --data "$DATA" \
       --split test --device cuda --json | tail -n 1)
     echo "=== eval $name (test split): $result"
     if [ -n "$result" ]; then
@@ -87,6 +89,6 @@ collect() {  # collect NAME: copy the run's JSON lines log into $OUT as NAME.jso
     cp "$RUNS/conv/conv_error.png" "$OUT/conv_error.png" 2>/dev/null
   fi
   date -u +"%Y-%m-%dT%H:%M:%SZ"
-} > "$LOG" 2>&1
+} >> "$LOG" 2>&1
 rm -rf "$RUNS"
 tail -n 60 "$LOG"

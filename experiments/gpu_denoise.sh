@@ -15,7 +15,9 @@
 #   4. compare: test MSE table and example plot of tv, qp (and qp_long)
 #
 # Needs: CUDA, python3 with torch and numpy (matplotlib optional: without it no PNG; tqdm
-# optional). No data to carry: the signals are generated (seed 0), the same as on the CPU.
+# optional). It installs the library and experiments/ first (experiments/gpu_env.sh) and runs
+# `optnet denoise`. No data to carry: the signals are generated (seed 0), the same as on the
+# CPU.
 # Writes into $OUT: denoise.log (everything printed: device, versions, each stage's JSON
 #   lines and wall time), qp.jsonl and qp_long.jsonl (one record per epoch: train_mse,
 #   test_mse, seconds, lr, moved_<parameter>), tv.jsonl, qp.pt and qp_best.pt (the last and the
@@ -31,8 +33,7 @@ set -u
 cd "$(dirname "$0")/.."
 : "${OUT:=/tmp/gpu_denoise_out}"
 mkdir -p "$OUT"
-export PYTHONPATH="$PWD/src:$PWD/experiments${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-PY=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1
 DEVICE=${DEVICE:-cuda}
 DTYPE=${DTYPE:-float64}
 LAM=${LAM:-21}
@@ -46,14 +47,9 @@ MARGIN=${MARGIN:-45}
 SMALL=${SMALL:-}
 WORK=$(mktemp -d)
 LOG="$OUT/denoise.log"
-
-# The denoise subcommand alone (optnet.cli would import every experiment's dependencies).
-DRIVER='import argparse, sys
-from optnet_experiments.denoising import cli as denoising
-parser = argparse.ArgumentParser(prog="optnet")
-denoising.register(parser.add_subparsers())
-args = parser.parse_args(sys.argv[1:])
-sys.exit(args.func(args))'
+source experiments/gpu_env.sh
+gpu_env > "$LOG" 2>&1 || { cat "$LOG"; exit 1; }
+PY=$PYTHON
 
 left() { echo $((START + TOTAL - SECONDS)); }
 
@@ -62,7 +58,7 @@ denoise() {  # denoise NAME CAP ARGS...: one `optnet denoise` command under `tim
     shift 2
     echo "=== $name at $((SECONDS - START)) s (cap $cap s): denoise $*"
     local t0=$SECONDS
-    timeout "$cap" "$PY" -c "$DRIVER" denoise "$@"
+    timeout "$cap" optnet denoise "$@"
     echo "=== $name: exit $? after $((SECONDS - t0)) s"
 }
 
@@ -150,5 +146,5 @@ print(json.dumps(summary, indent=1))
 EOF
     rm -rf "$WORK"
     echo "=== done after $((SECONDS - START)) s"
-} 2>&1 | tee "$LOG"
+} 2>&1 | tee -a "$LOG"
 [ -f "$OUT/qp.pt" ]  # the exit status: 0 when the optnet-qp-tv checkpoint came out

@@ -14,11 +14,12 @@
 #   3. the conv baseline (the paper's 10 x 512) for ~45 s
 #   4. optnet, init "rand" (the paper's): A learned by gradient descent alone, for all the
 #      time left (~280 s), cosine learning rate from 0.03
-#   5. `python -m optnet_experiments.sudoku.report`: `optnet sudoku eval --split test` of each
-#      run's best checkpoint (by validation); sudoku9.pt = the OptNet one with the lowest
-#      validation strict error
+#   5. `optnet sudoku report`: `optnet sudoku eval --split test` of each run's best checkpoint
+#      (by validation); sudoku9.pt = the OptNet one with the lowest validation strict error
 #
 # Needs: CUDA, python3 with torch (matplotlib and tqdm optional: without matplotlib no PNG).
+# It installs the library and experiments/ first (experiments/gpu_env.sh) and runs
+# `optnet sudoku`.
 # Writes into $OUT (6 files): sudoku9.log (everything printed: device, versions, each stage),
 #   sudoku9.jsonl (every run's per-epoch records, tagged with "run"), summary.json (the eval
 #   of each run's best checkpoint on the test split, and which run sudoku9.pt is),
@@ -32,7 +33,6 @@
 # Exit status: 0 when sudoku9.pt was written.
 set -u
 cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD/src:$PWD/experiments:$PWD/benchmarks${PYTHONPATH:+:$PYTHONPATH}"
 DEVICE=${DEVICE:-cuda}
 N=${N:-10000}
 EPOCHS=${EPOCHS:-200}
@@ -48,8 +48,8 @@ OUT=${OUT:-/tmp/gpu_sudoku9_out}
 RUNS=$(mktemp -d)
 DATA=$RUNS/sudoku9
 mkdir -p "$OUT"
-PYTHON=${PYTHON:-python3}
-SUDOKU=("$PYTHON" -m optnet_experiments.sudoku.cli)  # `optnet sudoku`, without installing
+source experiments/gpu_env.sh
+gpu_env > "$OUT/sudoku9.log" 2>&1 || { cat "$OUT/sudoku9.log"; exit 1; }
 TOTAL=${TOTAL:-525}  # seconds for the whole script: every stage's cap is cut to fit in it
 # Startup (imports, CUDA context, data loading) and the evaluation of the last epoch come on
 # top of a run's --time-limit: its `timeout` allows MARGIN seconds more.
@@ -68,7 +68,7 @@ train() {  # train NAME SECONDS RESERVE ARGS...: a time-limited run leaving RESE
   [ "$seconds" -gt $((cap - MARGIN)) ] && seconds=$((cap - MARGIN))
   echo "=== $name: sudoku train $* (time limit $seconds s, cap $cap s) at $((SECONDS - START)) s"
   local begin=$SECONDS
-  timeout "$cap" "${SUDOKU[@]}" train --board 3 --device "$DEVICE" \
+  timeout "$cap" optnet sudoku train --board 3 --device "$DEVICE" \
     --data "$DATA" --val-fraction 0.05 --epochs "$EPOCHS" --time-limit "$seconds" \
     --out "$RUNS/$name" "$@"
   echo "=== $name: exit $? after $((SECONDS - begin)) s"
@@ -83,7 +83,7 @@ START=$SECONDS
   echo "cpu cores: $(nproc); N=$N EPOCHS=$EPOCHS BATCH=$BATCH DTYPE=$DTYPE DEVICE=$DEVICE"
 
   echo "=== generate at $((SECONDS - START)) s"
-  timeout 60 "${SUDOKU[@]}" generate --board 3 --n "$N" --givens 31,41 --seed 0 \
+  timeout 60 optnet sudoku generate --board 3 --n "$N" --givens 31,41 --seed 0 \
     --out "$DATA" ${WORKERS:+--workers "$WORKERS"}
   echo "=== generate: exit $?"
 
@@ -100,12 +100,12 @@ START=$SECONDS
   fi
 
   echo "=== collect at $((SECONDS - START)) s"
-  timeout $(( $(left) > 10 ? $(left) : 10 )) "$PYTHON" -m optnet_experiments.sudoku.report \
-    "$RUNS" "$DATA" "$OUT" --device "$DEVICE"
+  timeout $(( $(left) > 10 ? $(left) : 10 )) optnet sudoku report "$RUNS" "$DATA" "$OUT" \
+    --device "$DEVICE"
   echo "=== collect: exit $?"
   cp "$RUNS/optnet_rand/optnet_error.png" "$OUT/optnet_rand_error.png" 2>/dev/null \
     || echo "=== no optnet_rand plot"
   rm -rf "$RUNS"
   echo "=== done after $((SECONDS - START)) s"
-} 2>&1 | tee "$OUT/sudoku9.log"
+} 2>&1 | tee -a "$OUT/sudoku9.log"
 [ -f "$OUT/sudoku9.pt" ]  # the exit status: 0 when an OptNet checkpoint came out

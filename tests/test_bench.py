@@ -1,8 +1,8 @@
-"""The speed-benchmark harness: generator, references, peers, ratios, accuracy columns and CLI."""
+"""The benchmark harnesses: generator, references, peers, ratios, accuracy columns, the speed
+tables and plot, and the `optnet bench` command with its benchmarks."""
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import os
@@ -12,12 +12,13 @@ import pytest
 import torch
 
 from optnet import SolverOptions, solve_qp
+from optnet.cli import main as optnet_main
 from optnet.testing import reference_solve
-from optnet_benchmarks import bench as bench_cli
-from optnet_benchmarks import measure, reference, sudoku_step
+from optnet_benchmarks import cli as bench_cli
+from optnet_benchmarks import measure, reference
 from optnet_benchmarks.peers import PEERS, Peer, PeerRun, dense_csr
 from optnet_benchmarks.problems import random_feasible_qp
-from optnet_benchmarks.report import format_markdown, format_table
+from optnet_benchmarks.report import format_markdown, format_table, speed_tables
 from optnet_benchmarks.speed import Case, SpeedBenchmark, SpeedConfig, case_data, grid
 
 CPU = torch.device("cpu")
@@ -137,7 +138,7 @@ def test_limit_threads_reaches_torch_every_blas_pool_and_the_affinity():
 def test_missing_peer_reports_its_modules(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     reason = PEERS["qpth"]().unavailable_reason(CPU, torch.float64)
-    assert reason == "not installed (qpth)"
+    assert reason == "not installed (qpth): pip install --no-deps qpth==0.0.18"
     assert PEERS["optnet"]().unavailable_reason(CPU, torch.float64) is None  # needs nothing
 
 
@@ -394,36 +395,53 @@ def test_tables_render_every_row():
     assert format_markdown(rows, columns).splitlines()[2] == "| 1.23 | - |"
 
 
-def _parse(argv):
-    parser = argparse.ArgumentParser()
-    bench_cli.register(parser.add_subparsers())
-    return parser.parse_args(["bench", *argv])
-
-
 def test_cli_defaults_are_the_documented_grid(capsys):
-    args = _parse([])
+    args = bench_cli.parse([])
     assert (args.sizes, args.batches) == ([10, 50, 100, 500], [1, 128, 1024])
     assert args.dtype == ["float64"]
     assert args.solvers == ["optnet", "qpth", "qplayer", "cvxpylayers"]
-    assert args.func(_parse(["--solvers", "optnet-fused"])) == 2  # retired with the fused kernel
+    assert bench_cli.parse(["speed"]).sizes == args.sizes  # `optnet bench` is `... bench speed`
+    wrong = bench_cli.parse(["--solvers", "optnet-fused"])  # retired with the fused kernel
+    assert wrong.func(wrong) == 2
     assert "optnet bench: error: unknown solvers ['optnet-fused']" in capsys.readouterr().err
 
 
-def test_cli_writes_json_lines_table_and_plot(tmp_path, capsys):
-    args = _parse(
-        ["--sizes", "5", "--batches", "1,3", "--neq", "1", "--solvers", "optnet",
-         "--repeats", "1", "--clarabel-checks", "1", "--out", str(tmp_path)]
-    )  # fmt: skip
-    assert args.func(args) == 0
+def test_cli_writes_json_lines_tables_and_plot(tmp_path, capsys):
+    argv = ["bench", "--sizes", "5", "--batches", "1,3", "--neq", "1", "--solvers", "optnet"]
+    argv += ["--repeats", "1", "--clarabel-checks", "1", "--out", str(tmp_path)]
+    assert optnet_main(argv) == 0
     lines = (tmp_path / "bench_cpu.jsonl").read_text().splitlines()
     assert [json.loads(line)["batch"] for line in lines] == [1, 3]
     assert (tmp_path / "bench_cpu.png").stat().st_size > 0
-    assert "fwd+bwd ms" in capsys.readouterr().out
+    assert "f+b ms" in capsys.readouterr().out
+
+
+def test_speed_tables_fit_100_columns_and_say_how_to_install_a_peer():
+    records = [
+        {"solver": "optnet", "dtype": "float64", "n": 500, "m": 500, "neq": 100, "batch": 1024,
+         "forward_s": 12.3456, "forward_backward_s": 23.4567, "ratio_forward": 1.0,
+         "ratio_forward_backward": 1.0, "iterations_max": 50, "peak_memory_bytes": 2**40,
+         "z_error": 1e-10, "z_error_median": 1e-11, "grad_p_error": 1e-9,
+         "grad_p_error_median": 1e-10, "z_error_clarabel": 1e-9},
+        {"solver": "moreau-active-set", "dtype": "float64", "n": 500, "m": 500, "neq": 100,
+         "batch": 1024, "skipped": PEERS["moreau-active-set"]().unavailable_reason(CPU, None)},
+    ]  # fmt: skip
+    text = speed_tables(records)
+    assert max(len(line) for line in text.splitlines() if not line.startswith("[")) <= 100
+    assert "[1] moreau-active-set: not installed" in text and "pip install moreau==" in text
+
+
+@pytest.mark.parametrize("name", list(bench_cli.BENCHMARKS))
+def test_every_benchmark_has_help(name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        optnet_main(["bench", name, "--help"])
+    assert exit_info.value.code == 0
+    assert f"usage: optnet bench {name}" in capsys.readouterr().out
 
 
 def test_sudoku_step_times_both_forms_of_the_bound(capsys):
     argv = ["--device", "cpu", "--solvers", "optnet,optnet-G", "--boards", "2", "--repeats", "1"]
-    assert sudoku_step.main(argv) == 0
+    assert optnet_main(["bench", "sudoku-step", *argv]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line[:1] == "{"]
     assert [(r["board"], r["n"], r["batch"], r["solver"]) for r in rows] == [
         ("4x4", 64, 150, "optnet"), ("4x4", 64, 150, "optnet-G")

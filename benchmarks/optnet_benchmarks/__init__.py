@@ -1,15 +1,21 @@
 """Benchmark harnesses of optnet (a repository-level package, not part of the library's wheel).
 
-Commands, registered with the library's ``optnet`` command through the entry-point group
-``optnet.commands`` (see ``benchmarks/pyproject.toml``):
+Every benchmark is a subcommand of ``optnet bench`` (``cli``; registered with the library's
+``optnet`` command through the entry-point group ``optnet.commands``, see
+``benchmarks/pyproject.toml``), one module each:
 
-- ``optnet bench`` (``bench``, ``speed``, ``peers``): speed, memory and accuracy of optnet
-  against other differentiable QP layers on identical random QP batches (``problems``),
-  checked against float64 references (``reference``: optnet at a tight tolerance, Clarabel).
-- ``optnet maros-meszaros`` (``maros_meszaros``, ``maros_data``, ``qp_scoring``): the dense
-  Maros-Meszaros subset, scored with qpbenchmark's criteria.
+- ``speed`` (``optnet bench`` or ``optnet bench speed``): speed, memory and accuracy of optnet
+  against other differentiable QP layers (``peers``) on identical random QP batches
+  (``problems``), checked against float64 references (``reference``); timing in ``measure``,
+  tables and plot in ``report``;
+- ``accuracy``, ``closest_accuracy``: z and its gradients on known solutions, and of the
+  closest-feasible mode on infeasible QPs;
+- ``sudoku_step``, ``warm_start``: the Sudoku OptNet's QP step against qpth, and warm starts
+  in its training loop;
+- ``roofline``: a GPU's rates and where a solve's time goes;
+- ``maros_meszaros`` (also ``optnet maros-meszaros``; ``maros_data``, ``qp_scoring``): the
+  dense Maros-Meszaros subset, scored with qpbenchmark's criteria;
+- ``markdown``: the markdown tables of docs/benchmarks.md from the JSON lines.
 
-Without installing the package, ``python -m optnet_benchmarks bench|maros-meszaros ...`` runs
-the same commands (with ``benchmarks/`` and ``experiments/`` on ``PYTHONPATH``).
-``python -m optnet_benchmarks.roofline`` measures a GPU's rates. Only optnet's public API is used.
+Only optnet's public API is used.
 """

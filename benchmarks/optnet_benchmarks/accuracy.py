@@ -1,4 +1,4 @@
-"""Accuracy of z* and of its gradients on problems with a known solution, optnet vs qpth.
+"""Accuracy of z and of its gradients on known solutions, optnet vs qpth.
 
 For each dtype and solver: the solution's error ``max_i ||z_i - z*_i||_inf / max(1, ||z*_i||)``
 and, for the loss ``sum(w * z)``, the relative error ``||g_i - g*_i|| / ||g*_i||`` of the
@@ -6,7 +6,9 @@ gradient of each input (Q, p, G, h, A, b) per problem against the exact active-s
 (``optnet.testing.active_set_gradients``), as median and max over the batch. Q's gradients are
 compared symmetrized (Q is symmetric; solvers differ in which representative they return).
 
-    python -m optnet_benchmarks.accuracy --device cuda --sizes 30x40x6,100x100x10 --batch 128
+Example::
+
+    optnet bench accuracy --device cuda --sizes 30x40x6,100x100x10 --batch 128
 """
 
 from __future__ import annotations
@@ -14,17 +16,18 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
-import sys
 import time
-from pathlib import Path
 
 import torch
 
 import optnet
 from optnet.testing import active_set_gradients, known_solution_problem
+from optnet_experiments.cli import add_shared, comma_list
+from optnet_experiments.devices import dtype_name, resolve_device
+from optnet_experiments.errors import ConfigError
 
-from .peers import qpth_function
+from .measure import device_name
+from .peers import PEERS, qpth_function
 
 INPUTS = ("Q", "p", "G", "h", "A", "b")
 
@@ -56,7 +59,7 @@ def measure(solver: str, dtype, device, batch: int, n: int, m: int, neq: int, se
     seconds = time.perf_counter() - start
     z_err = (z_out.detach().cpu().double() - z).abs().amax(-1) / z.abs().amax(-1).clamp_min(1)
     row = {
-        "solver": solver, "dtype": str(dtype).removeprefix("torch."), "device": str(device),
+        "solver": solver, "dtype": dtype_name(dtype), "device": str(device),
         "batch": batch, "n": n, "m": m, "neq": neq, "unsolved": unsolved,
         "z_err_max": float(z_err.max()), "seconds_first_call": seconds,
     }  # fmt: skip
@@ -87,30 +90,45 @@ def table(rows) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+def _size(text: str) -> tuple[int, int, int]:
+    n, m, neq = (int(x) for x in text.split("x"))
+    return n, m, neq
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``optnet bench accuracy``."""
+    add_shared(
+        parser, device="cpu", out=None,
+        help={"out": "folder for accuracy.jsonl and accuracy.md (default: print only)"},
+    )  # fmt: skip
+    parser.add_argument(
+        "--sizes", default="30x40x6", type=comma_list(_size), help="comma list of n x m x neq"
     )
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--sizes", default="30x40x6", help="comma-separated n x m x neq")
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--solvers", default="optnet,qpth")
-    parser.add_argument("--out", type=Path, default=None, help="folder for accuracy.jsonl/.md")
-    args = parser.parse_args(argv)
-    device = torch.device(args.device)
-    rows = []
-    for size in args.sizes.split(","):
-        n, m, neq = (int(x) for x in size.split("x"))
+    parser.add_argument("--batch", type=int, default=64, help="problems per batch")
+    parser.add_argument(
+        "--solvers", default="optnet,qpth", type=comma_list(str),
+        help=f"comma list of {','.join(SOLVERS)}",
+    )  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``optnet bench accuracy``: a JSON line per (size, dtype, solver), then the table."""
+    if unknown := [s for s in args.solvers if s not in SOLVERS]:
+        raise ConfigError(f"unknown solvers {unknown}; known: {', '.join(SOLVERS)}")
+    device = resolve_device(args.device)
+    rows, solvers = [], list(args.solvers)
+    for n, m, neq in args.sizes:
         for dtype in (torch.float64, torch.float32):
-            for solver in args.solvers.split(","):
+            for solver in list(solvers):
                 try:
                     rows.append(measure(solver, dtype, device, args.batch, n, m, neq))
-                except ImportError as err:
-                    print(f"{solver}: not installed ({err})")
+                except ImportError:
+                    print(f"{solver}: not installed ({PEERS[solver].install})")
+                    solvers.remove(solver)
                     continue
                 print(json.dumps(rows[-1]))
-    name = torch.cuda.get_device_name() if device.type == "cuda" else platform.processor()
-    header = f"{datetime.date.today()}, {name or 'CPU'}, torch {torch.__version__}"
+    name = device_name(device)
+    header = f"{datetime.date.today()}, {name}, torch {torch.__version__}"
     text = header + "\n\n" + table(rows)
     print(text)
     if args.out is not None:
@@ -118,7 +136,3 @@ def main(argv=None) -> int:
         (args.out / "accuracy.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         (args.out / "accuracy.md").write_text(text + "\n")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

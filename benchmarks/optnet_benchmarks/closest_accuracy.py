@@ -1,18 +1,19 @@
-"""Accuracy of ``SolverOptions(infeasible="closest")``: z and its derivatives on infeasible QPs.
+"""Accuracy of ``infeasible="closest"``: z and its derivatives on infeasible QPs.
 
-For random infeasible QPs (``tests.support.infeasible_qp``'s construction, here inline), the
-relative error of z against two Clarabel solves of the definition
-(``reference.closest_feasible_reference``), and for the loss ``sum(w * z)`` the relative error
-of the directional derivative along one random direction per input (Q, p, G, h, A, b, lb, ub)
-against central differences of that reference (``--step``).
+For random infeasible QPs (the construction of the tests' infeasible problems, here inline),
+the relative error of z against two Clarabel solves of the definition
+(``optnet.testing.closest_feasible_reference``), and for the loss ``sum(w * z)`` the relative
+error of the directional derivative along one random direction per input (Q, p, G, h, A, b,
+lb, ub) against central differences of that reference (``--step``).
 
-    python -m optnet_benchmarks.closest_accuracy --problems 8 --step 1e-5
+Example::
+
+    optnet bench closest-accuracy --problems 8 --step 1e-5
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 
 import numpy as np
 import torch
@@ -66,13 +67,14 @@ def errors(data: dict, step: float, seed: int) -> dict[str, float] | None:
     return out
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``optnet bench closest-accuracy``."""
     parser.add_argument("--problems", type=int, default=8, help="seeds per shape")
     parser.add_argument("--step", type=float, default=1e-5, help="central-difference step")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``optnet bench closest-accuracy``: the worst relative errors, one per quantity."""
     worst: dict[str, float] = {}
     count = 0
     for seed in range(args.problems):
@@ -86,7 +88,3 @@ def main(argv=None) -> int:
     print(f"{count} infeasible problems, float64, step {args.step:g}; worst relative errors:")
     print(" ".join(f"{name} {value:.1e}" for name, value in worst.items()))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

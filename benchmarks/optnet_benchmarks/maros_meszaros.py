@@ -1,4 +1,4 @@
-"""``optnet maros-meszaros``: the dense Maros-Meszaros subset, scored like qpbenchmark.
+"""The dense Maros-Meszaros subset, solved by optnet, scored like qpbenchmark.
 
 Each problem is solved once per accuracy tier with ``eps_abs`` = the tier's tolerance and
 ``eps_rel = 0`` (qpbenchmark also runs each tier separately). Success is decided by our own
@@ -8,9 +8,9 @@ recomputation of the primal residual, dual residual and duality gap on the origi
 The data folder (62 ``.mat`` files and ``opt_costs.json``) is ``--data``, else
 ``$OPTNET_DATA/maros_meszaros``, else ``../shared/data/maros_meszaros`` from the current folder.
 
-Example::
+Example (``optnet maros-meszaros`` is the same command)::
 
-    optnet maros-meszaros --dtype float64 --tiers high,mid,low --out runs/maros
+    optnet bench maros-meszaros --dtype float64 --tiers high,mid,low --out runs/maros
 """
 
 from __future__ import annotations
@@ -26,17 +26,13 @@ from typing import Any
 
 import torch
 
-from optnet_experiments.cli import reports_errors
-from optnet_experiments.common import (
-    DTYPES,
-    ConfigError,
-    JsonLines,
-    data_dir,
-    progress,
-    resolve_device,
-)
+from optnet_experiments.cli import add_command, add_shared, comma_list
+from optnet_experiments.data_paths import data_dir, default_help
+from optnet_experiments.devices import DTYPES, dtype_name, resolve_device
+from optnet_experiments.errors import ConfigError
+from optnet_experiments.json_lines import JsonLines
+from optnet_experiments.progress import progress
 
-from ._cli import HelpFormatter, comma_list
 from .maros_data import MarosProblem, load_problem, optimal_costs, problem_names
 from .measure import synchronize
 from .qp_scoring import TIERS, optimality
@@ -46,7 +42,8 @@ logger = logging.getLogger("optnet")
 
 DATA_NAME = "maros_meszaros"  # the folder's name under the data root
 
-# how one (problem, tier) solve went: shared by the text table and benchmarks/to_markdown.py
+# The problem, and how one (problem, tier) solve went: shared with `optnet bench markdown`.
+PROBLEM_COLUMNS = (("problem", "problem", ""), ("n", "n", ""), ("m", "m", ""), ("neq", "neq", ""))
 OUTCOME_COLUMNS = (
     ("tier", "tier", ""),
     ("status", "status", ""),
@@ -56,16 +53,14 @@ OUTCOME_COLUMNS = (
     ("duality_gap", "gap", ".1e"),
 )
 
+# The printed table, 100 columns at most: the sizes and the failing criteria are in the JSON
+# lines (and in `optnet bench markdown`'s tables).
 TABLE_COLUMNS = (
-    ("problem", "problem", ""),
-    ("n", "n", ""),
-    ("m", "m", ""),
-    ("neq", "neq", ""),
+    PROBLEM_COLUMNS[0],
     *OUTCOME_COLUMNS,
     ("objective_error", "obj err", ".1e"),
     ("time_s", "time s", ".3f"),
-    ("passed", "pass", ""),
-    ("failing", "failing", ""),
+    ("result", "result", ""),
 )
 
 
@@ -104,7 +99,7 @@ def solve_and_score(problem: MarosProblem, tier: str, config: MarosConfig, opt_c
         "n_fixed": problem.n_fixed,
         "tier": tier,
         "tolerance": tol,
-        "dtype": str(config.dtype).removeprefix("torch."),
+        "dtype": dtype_name(config.dtype),
         "device": config.device.type,
         "max_iter": config.max_iter,
         "eps_rel": config.eps_rel,
@@ -183,62 +178,53 @@ def success_rates(records: list[dict], tiers) -> dict[str, float]:
     return rates
 
 
+def _result(record: dict) -> str:
+    if record["status"] == "NOT_RUN":
+        return "-"
+    return "pass" if record["passed"] else "FAIL"
+
+
 def register(subparsers) -> None:
-    """Add ``maros-meszaros`` to the ``optnet`` command's subparsers (entry point)."""
-    parser = subparsers.add_parser(
-        "maros-meszaros",
-        help="solve the dense Maros-Meszaros subset and score it like qpbenchmark",
+    """Add ``maros-meszaros`` to the ``optnet`` command's subparsers (entry point): the same
+    command as ``optnet bench maros-meszaros``, under its older name."""
+    parser = add_command(
+        subparsers, "maros-meszaros", run, help="the same as `optnet bench maros-meszaros`",
         description=__doc__,
-        formatter_class=HelpFormatter,
-    )
-    parser.add_argument(
-        "--data",
-        default=None,
-        type=Path,
-        help=f"folder of the .mat files and opt_costs.json (default: $OPTNET_DATA/{DATA_NAME}, "
-        f"else ../shared/data/{DATA_NAME})",
-    )
+    )  # fmt: skip
+    add_arguments(parser)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``optnet bench maros-meszaros``."""
+    add_shared(
+        parser, device="cpu", dtype="float64", max_iter=200, threads=None, data=None,
+        out=Path("runs/maros_meszaros"),
+        help={"data": f"folder of the .mat files and opt_costs.json {default_help(DATA_NAME)}"},
+    )  # fmt: skip
     parser.add_argument(
         "--problems", default=None, type=comma_list(str), help="comma list of names (default: all)"
     )
     parser.add_argument(
-        "--tiers",
-        default="high,mid,low",
-        type=comma_list(str),
+        "--tiers", default="high,mid,low", type=comma_list(str),
         help="comma list of high (1e-9), mid (1e-6), low (1e-3)",
-    )
-    parser.add_argument("--dtype", default="float64", choices=sorted(DTYPES), help="data dtype")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to run")
-    parser.add_argument("--max-iter", default=200, type=int, help="the solver's iteration cap")
+    )  # fmt: skip
     parser.add_argument(
-        "--eps-rel",
-        default=0.0,
-        type=float,
+        "--eps-rel", default=0.0, type=float,
         help="relative tolerance given to the solver (qpbenchmark: 0)",
-    )
+    )  # fmt: skip
     parser.add_argument("--equilibrate", action="store_true", help="Ruiz-equilibrate the data")
     parser.add_argument(
-        "--fixed-as-bounds",
-        action="store_true",
+        "--fixed-as-bounds", action="store_true",
         help="keep fixed variables (lb == ub) as bounds, not equality rows",
-    )
+    )  # fmt: skip
     parser.add_argument(
-        "--threads", default=None, type=int, help="torch CPU threads (default: torch's)"
-    )
-    parser.add_argument(
-        "--budget",
-        default=None,
-        type=float,
+        "--budget", default=None, type=float,
         help="seconds; problems not started by then: NOT_RUN (default: no limit)",
-    )
-    parser.add_argument(
-        "--out", default=Path("runs/maros_meszaros"), type=Path, help="output folder"
-    )
-    parser.set_defaults(func=reports_errors("optnet maros-meszaros")(main))
+    )  # fmt: skip
 
 
-def main(args: argparse.Namespace) -> int:
-    """Run ``optnet maros-meszaros``: JSON lines and a table with the success rates."""
+def run(args: argparse.Namespace) -> int:
+    """Run ``optnet bench maros-meszaros``: JSON lines and a table with the success rates."""
     unknown = [t for t in args.tiers if t not in TIERS]
     if unknown:
         raise ConfigError(f"unknown tiers {unknown}; choose from {sorted(TIERS)}")
@@ -248,8 +234,6 @@ def main(args: argparse.Namespace) -> int:
             f"no Maros-Meszaros folder at {data} (pass --data or set OPTNET_DATA to the folder "
             f"holding {DATA_NAME}/)"
         )
-    if args.threads:
-        torch.set_num_threads(args.threads)
     config = MarosConfig(
         data=data,
         problems=tuple(args.problems or ()),
@@ -268,7 +252,8 @@ def main(args: argparse.Namespace) -> int:
     for record in run_maros_meszaros(config):
         writer.write(record)
         records.append(record)
-    table = format_table(records, TABLE_COLUMNS)
+    results = [{**r, "result": _result(r)} for r in records]
+    table = format_table(results, TABLE_COLUMNS)
     rates = success_rates(records, config.tiers)
     summary = "success rate: " + ", ".join(f"{t} {v:.1f}%" for t, v in rates.items())
     not_run = sum(r["status"] == "NOT_RUN" for r in records)
@@ -279,11 +264,3 @@ def main(args: argparse.Namespace) -> int:
     print(summary)
     print(json.dumps({"success_rate": rates, "problems": len(records) // len(config.tiers)}))
     return 0
-
-
-if __name__ == "__main__":  # ``python -m optnet_benchmarks.maros_meszaros``
-    import sys
-
-    from .__main__ import main as standalone
-
-    sys.exit(standalone(["maros-meszaros", *sys.argv[1:]]))

@@ -1,9 +1,11 @@
-"""Wall-clock timing with device synchronization, peak memory of one call, thread limits."""
+"""Wall-clock timing with device synchronization, peak memory of one call, thread limits, and
+the name of the device measured."""
 
 from __future__ import annotations
 
 import ctypes
 import os
+import platform
 import re
 import statistics
 import time
@@ -90,3 +92,14 @@ def peak_memory_bytes(fn: Callable[[], object], device: torch.device) -> tuple[o
     if before_kib is None:
         return result, None
     return result, max(0, _status_kib("VmHWM") - before_kib) * 1024
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model name (Linux; else what ``platform`` knows)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        return re.search(r"^model name\s*:\s*(.+)$", text, re.M).group(1).strip()
+    except (OSError, AttributeError):
+        return platform.processor() or platform.machine()

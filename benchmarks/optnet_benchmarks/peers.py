@@ -35,6 +35,7 @@ class Peer:
     name: str = ""
     distribution: str | None = None  # whose version the records report
     modules: tuple[str, ...] = ()
+    install: str = ""  # the command that installs the modules (see benchmarks/pyproject.toml)
     cpu_only: bool = False
     # True for peers that loop over the batch one problem at a time: their time grows
     # linearly in B from B = 1 on, which lets the benchmark predict (and skip) slow cases.
@@ -44,7 +45,7 @@ class Peer:
         """Why this peer cannot run here, or None."""
         missing = [mod for mod in self.modules if importlib.util.find_spec(mod) is None]
         if missing:
-            return f"not installed ({', '.join(missing)})"
+            return f"not installed ({', '.join(missing)}): {self.install}"
         if self.cpu_only and device.type != "cpu":
             return "CPU-only solver"
         return None
@@ -117,6 +118,9 @@ class QpthPeer(Peer):
     name = "qpth"
     distribution = "qpth"
     modules = ("qpth",)
+    # qpth's metadata pins numpy<2, which it does not need; cvxpy, which it imports, has a
+    # stand-in (qpth_function).
+    install = "pip install --no-deps qpth==0.0.18"
 
     def prepare(self, qp: QPBatch, eps: float) -> PeerRun:
         QPFunction = qpth_function()
@@ -133,6 +137,7 @@ class QPLayerPeer(Peer):
     name = "qplayer"
     distribution = "proxsuite"
     modules = ("proxsuite",)
+    install = "pip install 'proxsuite>=0.8'"
     cpu_only = True
     serial_over_batch = True
 
@@ -156,6 +161,7 @@ class CvxpyLayersPeer(Peer):
     name = "cvxpylayers"
     distribution = "cvxpylayers"
     modules = ("cvxpylayers", "cvxpy", "diffcp")
+    install = "pip install 'cvxpylayers>=1.2'"
     cpu_only = True
     serial_over_batch = True
 
@@ -212,6 +218,7 @@ class MoreauPeer(Peer):
     name = "moreau"
     distribution = "moreau"
     modules = ("moreau", "moreau_cpu")
+    install = "pip install moreau==0.4.1"  # the version whose torch API this peer uses
     cpu_only = True
     solver = "ipm"  # moreau.Settings(solver=...)
 

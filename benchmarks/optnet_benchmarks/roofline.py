@@ -1,16 +1,16 @@
-"""Measure a GPU's matmul rates and copy bandwidth, and where a solve's time goes.
+"""A GPU's matmul rates and bandwidth, and where a solve's time goes (CUDA only).
 
-Run on a CUDA machine from the repository root (prints JSON lines)::
-
-    python -m optnet_benchmarks.roofline
-
-With the package not installed, put it on the path first:
-``PYTHONPATH=src:experiments:benchmarks python3 -m optnet_benchmarks.roofline``.
+Prints JSON lines: the dense and batched matmul rates, batched Cholesky and the copy
+bandwidth, then per backend, size and dtype the time and GPU kernels of one forward solve.
 
 The solver is profiled through the public API only: a forward ``solve_qp`` with a fixed number
 of iterations (``eps_abs = eps_rel = 0`` is refused, so a tolerance of 1e-30 keeps every
 problem iterating to ``max_iter``); the per-iteration figures divide by that count, so they
 include the start and finish, spread over the iterations.
+
+Example::
+
+    optnet bench roofline --backends batched,graphed
 """
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ from collections.abc import Callable
 
 import torch
 from torch.profiler import ProfilerActivity, profile
+
+from optnet_experiments.cli import comma_list
+from optnet_experiments.devices import dtype_name
+from optnet_experiments.errors import ConfigError
 
 from .problems import random_feasible_qp
 
@@ -45,7 +49,7 @@ def machine_rates() -> list[dict]:
     """Dense and batched matmul rates, batched Cholesky and copy bandwidth."""
     rows = []
     for dtype in (torch.float64, torch.float32):
-        name = str(dtype).removeprefix("torch.")
+        name = dtype_name(dtype)
         a = torch.randn(8192, 8192, device="cuda", dtype=dtype)
         t = timed(lambda: a @ a, 5)
         rows.append({"what": "matmul 8192^3", "dtype": name, "tflops": 2 * 8192**3 / t / 1e12})
@@ -93,7 +97,7 @@ def solve_profile(n: int, batch: int, dtype: torch.dtype, backend: str) -> dict:
         "backend": backend,
         "n": n,
         "batch": batch,
-        "dtype": str(dtype).removeprefix("torch."),
+        "dtype": dtype_name(dtype),
         "iterations": iterations,
         "wall_ms_per_iteration": seconds * 1e3 / per,
         "kernels_per_iteration": sum(e.count for e in events) / per,
@@ -102,29 +106,23 @@ def solve_profile(n: int, batch: int, dtype: torch.dtype, backend: str) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m optnet_benchmarks.roofline",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``optnet bench roofline``."""
     parser.add_argument(
-        "--backends", default="batched,graphed", help="comma list of SolverOptions(backend=...)"
-    )
-    args = parser.parse_args(argv)
+        "--backends", default="batched,graphed", type=comma_list(str),
+        help="comma list of SolverOptions(backend=...)",
+    )  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``optnet bench roofline``: JSON lines on stdout."""
     if not torch.cuda.is_available():
-        raise SystemExit("roofline needs a CUDA device")
+        raise ConfigError("roofline needs a CUDA device")
     print(json.dumps({"torch": torch.__version__, "device": torch.cuda.get_device_name()}))
     for row in machine_rates():
         print(json.dumps(row))
-    for backend in (b for b in args.backends.split(",") if b):
+    for backend in args.backends:
         for n, batch in CASES:
             for dtype in (torch.float64, torch.float32):
                 print(json.dumps(solve_profile(n, batch, dtype, backend)))
     return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(main())

@@ -1,33 +1,49 @@
-"""The speed benchmark: every peer on identical random QP batches, timed and checked.
+"""Speed, memory and accuracy of optnet against other differentiable QP layers.
 
-For each case (dtype, n, B) the data are drawn once in float64, a float64 reference is computed
-once, and each solver then gets its own leaf copies in the case's dtype. Per solver one warm-up
-forward+backward (its time is kept as ``cold_forward_backward_s``); then the timed repetitions,
-interleaved across the solvers (repetition r times one forward and one forward+backward of
-each solver in turn), so that the machine's load changes hit every solver alike; medians of the
-times and, as ratios to optnet, medians of the per-repetition ratios; last, per solver, one
-untimed forward+backward that measures peak memory and the accuracy of ``z`` and ``dloss/dp``.
+Peers: qpth, proxsuite's QPLayer, cvxpylayers and Moreau (``--solvers``). For each case (dtype,
+n, B) the data are drawn once in float64 (random, strictly feasible, strongly convex QPs) and
+a float64 reference is computed once (optnet at a tight tolerance, checked by Clarabel); each
+solver then gets its own copies in the case's dtype. Per solver one warm-up forward+backward,
+then the timed repetitions, interleaved across the solvers (repetition r times one forward and
+one forward+backward of each solver in turn, the order rotated), so that the machine's load
+changes hit every solver alike; medians of the times and, as ratios to optnet, medians of the
+per-repetition ratios; last, per solver, one untimed forward+backward that measures peak
+memory and the accuracy of z and dloss/dp. Writes JSON lines, the tables and a plot to --out.
+
+Example (2 CPU cores, float64, n = m = 50, 10 equalities, B = 128)::
+
+    optnet bench --device cpu --dtype float64 --sizes 50 --batches 128 --neq 10 \\
+        --solvers optnet,qpth,qplayer,moreau --threads 2 --out runs/bench_cpu
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import importlib.metadata
+import json
 import logging
 import math
-import platform
-import re
 import statistics
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from optnet_experiments.cli import add_shared, comma_list
+from optnet_experiments.devices import DTYPES, dtype_name, resolve_device
+from optnet_experiments.errors import ConfigError
+from optnet_experiments.json_lines import JsonLines
+from optnet_experiments.plotting import can_plot
+from optnet_experiments.progress import progress
+
 from . import measure, reference
 from .peers import PEERS, OptNetPeer, Peer, PeerRun
 from .problems import QPBatch, random_feasible_qp
+from .report import plot_time_vs_batch, speed_tables
 
 logger = logging.getLogger("optnet")
 
@@ -294,14 +310,13 @@ def _record_failure(record: dict[str, Any], name: str, case: Case, err: Exceptio
 
 def _base_record(name: str, peer: Peer, case: Case, config: SpeedConfig) -> dict[str, Any]:
     device = config.device
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {
         "solver": name,
         "version": _peer_version(peer),
         "device": device.type,
-        "device_name": device_name,
+        "device_name": measure.device_name(device),
         "threads": torch.get_num_threads(),
-        "dtype": str(case.dtype).removeprefix("torch."),
+        "dtype": dtype_name(case.dtype),
         "n": case.n,
         "m": case.m,
         "neq": case.neq,
@@ -317,15 +332,6 @@ def _base_record(name: str, peer: Peer, case: Case, config: SpeedConfig) -> dict
     }
 
 
-def cpu_name() -> str:
-    """The CPU's model name (Linux), else what ``platform`` knows."""
-    try:
-        text = open("/proc/cpuinfo").read()
-        return re.search(r"^model name\s*:\s*(.+)$", text, re.M).group(1).strip()
-    except (OSError, AttributeError):
-        return platform.processor() or platform.machine()
-
-
 def _add_ratios(record: dict[str, Any], optnet: dict[str, Any] | None) -> None:
     """peer time / optnet time (> 1: optnet is faster): the median over the repetitions of the
     ratio within each repetition (both timed in the same round of the interleaved loop)."""
@@ -334,3 +340,93 @@ def _add_ratios(record: dict[str, Any], optnet: dict[str, Any] | None) -> None:
         theirs = record.get(f"{key}_times_s") or []
         ratios = [t / o for t, o in zip(theirs, ours) if o > 0]
         record[f"ratio_{key}"] = statistics.median(ratios) if ratios else None
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``optnet bench [speed]``."""
+    add_shared(
+        parser, device="cpu", seed=0, max_iter=50, threads=None, out=Path("runs/bench"),
+        help={
+            "seed": "seed of the random QP batches",
+            "max_iter": "iteration cap of the optnet peers",
+            "threads": "CPU threads of torch and of every BLAS/OpenMP pool (default: the "
+            "libraries' own)",
+        },
+    )  # fmt: skip
+    parser.add_argument(
+        "--dtype", default="float64", type=comma_list(str), help="comma list of float64,float32"
+    )
+    parser.add_argument(
+        "--sizes", default="10,50,100,500", type=comma_list(int), help="comma list of n (variables)"
+    )
+    parser.add_argument(
+        "--batches", default="1,128,1024", type=comma_list(int), help="comma list of batch sizes B"
+    )
+    parser.add_argument("--m-ratio", default=1.0, type=float, help="inequalities m = ratio * n")
+    parser.add_argument(
+        "--neq", default="0", help="equalities: a count ('10') or a fraction of n ('0.2n')"
+    )
+    parser.add_argument(
+        "--solvers", default="optnet,qpth,qplayer,cvxpylayers", type=comma_list(str),
+        help=f"comma list of {','.join(PEERS)}; ratios are to optnet's times",
+    )  # fmt: skip
+    parser.add_argument(
+        "--repeats", default=5, type=int, help="timed repetitions, interleaved across solvers"
+    )
+    parser.add_argument(
+        "--eps", default=None, type=float,
+        help="tolerance given to every solver (default: 1e-8 for float64, 1e-4 for float32)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--cap", default=30.0, type=float,
+        help="seconds one (solver, case) may take; slower ones are skipped",
+    )  # fmt: skip
+    parser.add_argument(
+        "--clarabel-checks", default=3, type=int,
+        help="problems per case also solved by Clarabel as a check",
+    )  # fmt: skip
+    parser.add_argument(
+        "--budget", default=None, type=float,
+        help="seconds for the whole run; later cases skip (default: no limit)",
+    )  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``optnet bench``: JSON lines, the tables and a plot under ``args.out``."""
+    unknown = [s for s in args.solvers if s not in PEERS]
+    bad_dtypes = [d for d in args.dtype if d not in DTYPES]
+    if unknown or bad_dtypes:
+        raise ConfigError(
+            f"unknown solvers {unknown} or dtypes {bad_dtypes}; solvers: {', '.join(PEERS)}; "
+            f"dtypes: {', '.join(DTYPES)}"
+        )
+    solvers = args.solvers
+    if "optnet" in solvers:  # optnet first: peers' ratios refer to its times
+        solvers = ["optnet"] + [s for s in solvers if s != "optnet"]
+    if args.threads:
+        measure.limit_threads(args.threads)
+    device = resolve_device(args.device)
+    cases = grid([DTYPES[d] for d in args.dtype], args.sizes, args.batches, args.m_ratio, args.neq)
+    config = SpeedConfig(
+        device=device, cases=cases, solvers=tuple(solvers), repeats=args.repeats, eps=args.eps,
+        cap_s=args.cap, clarabel_checks=args.clarabel_checks, optnet_max_iter=args.max_iter,
+        seed=args.seed, budget_s=args.budget, threads=args.threads,
+    )  # fmt: skip
+    out = Path(args.out)
+    writer = JsonLines(out / f"bench_{device.type}.jsonl")
+    records = []
+    total = len(cases) * len(solvers)
+    for record in progress(SpeedBenchmark(config).records(), desc="bench", total=total):
+        writer.write(record)
+        records.append(record)
+    tables = speed_tables(records)
+    (out / f"bench_{device.type}_table.txt").write_text(tables + "\n")
+    if can_plot():
+        title = f"{records[0]['device_name']} ({device.type})" if records else device.type
+        plot_time_vs_batch(records, out / f"bench_{device.type}.png", title=title)
+    print(tables)
+    print(json.dumps({"records": len(records), "out": str(out)}))
+    return 0

@@ -1,4 +1,4 @@
-"""The Sudoku OptNet's QP step, optnet vs qpth: forward + backward in the learned ``A``.
+"""The Sudoku OptNet's QP step (forward + backward in ``A``), optnet vs qpth.
 
 The paper's Sudoku QP (``experiments/optnet_experiments/sudoku/models.py``): ``min 1/2 q z'z -
 puzzle'z  s.t.  z >= 0,  A z = A z0`` with ``q = 0.1``, a random ``A`` of ``n_eq`` rows and
@@ -10,7 +10,9 @@ the loss is ``sum(w * z)`` for a fixed random ``w``. Timed per solver, same data
 - ``optnet-G``: ``z >= 0`` as ``G = -I, h = 0``, the form qpth needs;
 - ``qpth``: qpth 0.0.18's ``QPFunction`` with its defaults (``G = -I, h = 0``).
 
-    python -m optnet_benchmarks.sudoku_step --device cuda
+Example::
+
+    optnet bench sudoku-step --device cuda
 """
 
 from __future__ import annotations
@@ -18,18 +20,20 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
-import sys
 
 import torch
 
 import optnet
+from optnet_experiments.cli import add_shared, comma_list
+from optnet_experiments.devices import DTYPES, resolve_device
+from optnet_experiments.errors import ConfigError
 
-from .measure import median_time
-from .peers import qpth_function
+from .measure import device_name, median_time
+from .peers import PEERS, qpth_function
 from .report import format_table
 
-CASES = ((2, 40, 150), (3, 300, 32))  # (board, n_eq, batch): 4x4 and 9x9, as in the issue
+# (board, n_eq, batch): 4x4 with the paper's batch, 9x9 with a batch that fits a GPU's time
+CASES = ((2, 40, 150), (3, 300, 32))
 SOLVERS = ("optnet", "optnet-G", "qpth")
 COLUMNS = [
     ("board", "board", ""), ("n", "n", ""), ("n_eq", "n_eq", ""), ("batch", "B", ""),
@@ -79,30 +83,39 @@ def measure(board: int, n_eq: int, batch: int, solvers, device, dtype, repeats: 
     ]
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--solvers", default=",".join(SOLVERS))
-    parser.add_argument("--boards", default="2,3", help="2: 4x4 (B=150), 3: 9x9 (B=32)")
-    parser.add_argument("--repeats", type=int, default=7)
-    args = parser.parse_args(argv)
-    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
-    solvers = [s for s in args.solvers.split(",") if s]
-    if unknown := set(solvers) - set(SOLVERS):
-        parser.error(f"unknown solvers {sorted(unknown)}; known: {', '.join(SOLVERS)}")
-    boards = {int(b) for b in args.boards.split(",")}
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``optnet bench sudoku-step``."""
+    add_shared(
+        parser, device=None, dtype="float32",
+        help={"device": "where to run (default: cuda when available, else cpu)"},
+    )  # fmt: skip
+    parser.add_argument(
+        "--solvers", default=",".join(SOLVERS), type=comma_list(str),
+        help=f"comma list of {','.join(SOLVERS)}",
+    )  # fmt: skip
+    parser.add_argument(
+        "--boards", default="2,3", type=comma_list(int), help="2: 4x4 (B=150), 3: 9x9 (B=32)"
+    )
+    parser.add_argument("--repeats", type=int, default=7, help="timed calls per solver")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``optnet bench sudoku-step``: a JSON line per (case, solver), then the table."""
+    if unknown := set(args.solvers) - set(SOLVERS):
+        raise ConfigError(f"unknown solvers {sorted(unknown)}; known: {', '.join(SOLVERS)}")
+    default = "cuda" if torch.cuda.is_available() else "cpu"
+    device, dtype = resolve_device(args.device or default), DTYPES[args.dtype]
+    solvers = list(args.solvers)
+    if "qpth" in solvers and (reason := PEERS["qpth"]().unavailable_reason(device, dtype)):
+        print(f"qpth: {reason}")
+        solvers.remove("qpth")
+    name = device_name(device)
     print(f"{name}, torch {torch.__version__}, {args.dtype}, {datetime.date.today()}")
     rows = []
     for board, n_eq, batch in CASES:
-        if board in boards:
+        if board in args.boards:
             rows += measure(board, n_eq, batch, solvers, device, dtype, args.repeats)
             for row in rows[-len(solvers) :]:
                 print(json.dumps({**row, "device": str(device), "dtype": args.dtype}), flush=True)
     print(format_table(rows, COLUMNS))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Warm starts in a training loop: the 4x4 Sudoku OptNet, cold vs warm-started solves.
+"""Warm starts in the 4x4 Sudoku OptNet's training: cold vs warm-started solves.
 
 Between two visits of a training puzzle its QP changes only by the optimizer's steps on ``A``,
 so its active set (the cells held at ``z >= 0``) may stay the same. The warm run caches every
@@ -17,7 +17,9 @@ fraction of puzzles solved from the guess (0 iterations), the wall time of the t
 (forward + backward + optimizer step) and of the forward solves alone, the mean training loss
 and strict error of the epoch's batches; at the end the test strict error of both models.
 
-    python -m optnet_benchmarks.warm_start --puzzles 3000 --pretrain-epochs 3 --epochs 3
+Example::
+
+    optnet bench warm-start --puzzles 3000 --pretrain-epochs 3 --epochs 3
 """
 
 from __future__ import annotations
@@ -26,18 +28,24 @@ import argparse
 import copy
 import datetime
 import json
-import platform
-import sys
 import time
 
 import torch
 
 import optnet
+from optnet_experiments.cli import add_shared
+from optnet_experiments.data_paths import default_help
+from optnet_experiments.devices import DTYPES
 from optnet_experiments.sudoku.boards import strict_correct
-from optnet_experiments.sudoku.data import load_sudoku, split_train_val_test
+from optnet_experiments.sudoku.data import DATA_NAME, load_sudoku, split_train_val_test
 from optnet_experiments.sudoku.models import SudokuOptNet
 
+from .measure import device_name
+
 RUNS = ("cold", "warm")
+# The options recorded with the results.
+_CONFIG_KEYS = ("puzzles", "test", "pretrain_epochs", "pretrain_lr", "epochs", "lr", "batch_size",
+                "dtype", "seed", "threads")  # fmt: skip
 
 
 class Run:
@@ -131,35 +139,37 @@ def compare(train, test, *, epochs, batch_size, lr, seed, dtype, pretrain_epochs
     return records, test_error, stats
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
-    parser.add_argument("--data", default=None, help="sudoku4 folder (default: data_dir)")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``optnet bench warm-start``."""
+    add_shared(
+        parser, dtype="float32", seed=0, threads=1, data=None, epochs=3, lr=0.1,
+        batch_size=150, json=False,
+        help={
+            "data": f"folder of the 4x4 puzzles {default_help(DATA_NAME)}",
+            "epochs": "measured epochs",
+            "lr": "Adam learning rate (the Sudoku trainer's for OptNet)",
+            "json": "print one JSON object",
+        },
+    )  # fmt: skip
     parser.add_argument("--puzzles", type=int, default=3000, help="training puzzles used")
     parser.add_argument("--test", type=int, default=1000, help="test puzzles evaluated")
     parser.add_argument("--pretrain-epochs", type=int, default=0, help="cold, not measured")
-    parser.add_argument("--pretrain-lr", type=float, default=0.1)
-    parser.add_argument("--epochs", type=int, default=3, help="measured epochs")
-    parser.add_argument("--lr", type=float, default=0.1, help="Adam (the trainer's for OptNet)")
-    parser.add_argument("--batch-size", type=int, default=150)
-    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    parser.add_argument("--pretrain-lr", type=float, default=0.1, help="Adam, pretraining")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``optnet bench warm-start``: a table per measured epoch and run, or one JSON object."""
     train, _, test = split_train_val_test(load_sudoku(args.data))
     train, test = train.subset(slice(0, args.puzzles)), test.subset(slice(0, args.test))
     records, test_error, stats = compare(
         train, test, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-        dtype=getattr(torch, args.dtype), pretrain_epochs=args.pretrain_epochs,
+        dtype=DTYPES[args.dtype], pretrain_epochs=args.pretrain_epochs,
         pretrain_lr=args.pretrain_lr,
     )  # fmt: skip
-    config = {k: v for k, v in vars(args).items() if k not in ("data", "json")}
+    config = {key: getattr(args, key) for key in _CONFIG_KEYS}
     result = {
         "date": datetime.date.today().isoformat(), "torch": torch.__version__,
-        "machine": platform.processor() or platform.machine(), **config, "records": records,
+        "machine": device_name(torch.device("cpu")), **config, "records": records,
         "test_strict_error": test_error, **stats,
     }  # fmt: skip
     if args.json:
@@ -183,7 +193,3 @@ def main(argv=None) -> int:
         f"max |A_cold - A_warm| after training {stats['max_abs_A_difference']:.1e}"
     )
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

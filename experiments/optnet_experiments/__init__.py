@@ -2,7 +2,10 @@
 total-variation denoising (``optnet denoise``) and classification (``optnet classify``).
 
 Repository-level code beside the library (never in its wheel): it uses only optnet's public
-API. Shared plumbing is in ``common``; data-parallel training in ``distributed``.
+API. The command-line kit is ``cli``; what the experiments share has one module per job:
+``errors``, ``data_paths``, ``devices``, ``json_lines``, ``progress``, ``plotting``,
+``checkpoints``, ``training`` (seeding, learning-rate schedule, epoch loop) and ``distributed``
+(data-parallel training).
 """
 
 __version__ = "0.1.0"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from .common import ConfigError
+from .errors import ConfigError
 
 logger = logging.getLogger("optnet")
 

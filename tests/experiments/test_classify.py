@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 import torch
 
-from optnet_experiments.classify import cli
+from optnet.cli import main as optnet_main
+from optnet_experiments.checkpoints import read_checkpoint
 from optnet_experiments.classify.data import load_digits_split
 from optnet_experiments.classify.models import (
     MODEL_KINDS,
@@ -18,14 +18,7 @@ from optnet_experiments.classify.models import (
     save_model,
 )
 from optnet_experiments.classify.train import summarize, train_epoch
-from optnet_experiments.common import read_checkpoint, read_json_lines
-
-
-def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    cli.register(parser.add_subparsers())
-    args = parser.parse_args(argv)
-    return args.func(args)
+from optnet_experiments.json_lines import read_json_lines
 
 
 def test_split_sizes_ranges_and_stratification():
@@ -92,7 +85,7 @@ def test_summarize():
 def test_cli_train_seeds_then_eval_json(tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["classify", "train", "--model", "fc", "--seeds", "0", "1", "--epochs", "2"]
-    assert run_cli([*argv, "--out", str(out)]) == 0
+    assert optnet_main([*argv, "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["seeds"] == [0, 1] and len(summary["test_errors"]) == 2
     history = read_json_lines(out / "seed1" / "history.jsonl")
@@ -101,6 +94,6 @@ def test_cli_train_seeds_then_eval_json(tmp_path, capsys):
     assert best.metadata["metrics"]["test_error"] == min(r["test_error"] for r in history)
     capsys.readouterr()
     ckpt = out / "seed1" / "model.pt"
-    assert run_cli(["classify", "eval", "--checkpoint", str(ckpt), "--json"]) == 0
+    assert optnet_main(["classify", "eval", "--checkpoint", str(ckpt), "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result == {"test_error": history[-1]["test_error"], "n": 360, "model": "fc", "seed": 1}

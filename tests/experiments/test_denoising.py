@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
@@ -10,8 +9,8 @@ import pytest
 import torch
 
 from optnet import SolverOptions
-from optnet_experiments.common import read_checkpoint, read_json_lines
-from optnet_experiments.denoising import cli
+from optnet.cli import main as optnet_main
+from optnet_experiments.checkpoints import read_checkpoint
 from optnet_experiments.denoising.data import SignalConfig, make_dataset, make_signals
 from optnet_experiments.denoising.models import (
     ModelConfig,
@@ -30,14 +29,7 @@ from optnet_experiments.denoising.train import (
     train_step,
     tv_grid_search,
 )
-
-
-def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    cli.register(parser.add_subparsers())
-    args = parser.parse_args(argv)
-    return args.func(args)
-
+from optnet_experiments.json_lines import read_json_lines
 
 # ---- data ---------------------------------------------------------------------------------
 
@@ -223,7 +215,7 @@ def test_best_checkpoint_holds_the_best_epochs_weights(tmp_path):
 
 def test_cli_train_then_eval_json(tmp_path, capsys):
     out = tmp_path / "run"
-    code = run_cli(
+    code = optnet_main(
         ["denoise", "train", "--model", "fc", "--epochs", "2", "--n-train", "40", "--n-test", "10",
          "--batch-size", "20", "--out", str(out)]
     )  # fmt: skip
@@ -233,7 +225,7 @@ def test_cli_train_then_eval_json(tmp_path, capsys):
     assert (out / "examples.png").stat().st_size > 0 and (out / "curves.png").exists()
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["test_mse"] == history[-1]["test_mse"]
-    assert run_cli(["denoise", "eval", "--checkpoint", str(out / "model.pt"), "--json"]) == 0
+    assert optnet_main(["denoise", "eval", "--checkpoint", str(out / "model.pt"), "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["n"] == 10
     assert result["test_mse"] == pytest.approx(history[-1]["test_mse"], rel=1e-6)
@@ -245,7 +237,7 @@ def test_cli_eval_of_another_experiments_checkpoint_is_an_error_line(tmp_path, c
 
     hparams = {"board": 2, "depth": 1, "width": 4}
     save_sudoku(tmp_path / "s.pt", build_sudoku("fc", hparams), "fc", hparams)
-    assert run_cli(["denoise", "eval", "--checkpoint", str(tmp_path / "s.pt")]) == 2
+    assert optnet_main(["denoise", "eval", "--checkpoint", str(tmp_path / "s.pt")]) == 2
     err = capsys.readouterr().err
-    assert "optnet denoise: error:" in err and "sudoku experiment, not of denoising" in err
+    assert "optnet denoise eval: error:" in err and "sudoku experiment, not of denoising" in err
     assert read_checkpoint(tmp_path / "s.pt").spec.experiment == "sudoku"

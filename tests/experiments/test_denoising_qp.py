@@ -3,7 +3,6 @@ started at the TV solution, every QP parameter learned."""
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
@@ -12,8 +11,7 @@ import torch
 from torch.func import functional_call
 
 from optnet import SolverOptions
-from optnet_experiments.common import ConfigError, read_json_lines
-from optnet_experiments.denoising import cli
+from optnet.cli import main as optnet_main
 from optnet_experiments.denoising.data import SignalConfig, make_dataset, make_signals
 from optnet_experiments.denoising.models import (
     DEFAULT_CENTER,
@@ -30,21 +28,15 @@ from optnet_experiments.denoising.models import (
 from optnet_experiments.denoising.train import (
     TrainConfig,
     evaluate,
-    lr_factor,
     train,
     train_step,
 )
+from optnet_experiments.errors import ConfigError
+from optnet_experiments.json_lines import read_json_lines
 
 from .test_denoising import tv_reference
 
 TIGHT = SolverOptions(eps_abs=1e-11, eps_rel=1e-11, max_iter=100)
-
-
-def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    cli.register(parser.add_subparsers())
-    args = parser.parse_args(argv)
-    return args.func(args)
 
 
 def signals(count: int, length: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,15 +178,6 @@ def test_checkpoint_round_trip(tmp_path):
         torch.testing.assert_close(loaded(y), model(y))
 
 
-def test_lr_factor():
-    assert lr_factor("constant", 0.7) == 1.0
-    assert lr_factor("cosine", 0.0) == 1.0
-    assert lr_factor("cosine", 0.5) == pytest.approx(0.5)
-    assert lr_factor("cosine", 1.5) == pytest.approx(0.0)
-    with pytest.raises(ConfigError, match="lr schedule"):
-        lr_factor("step", 0.1)
-
-
 def test_train_epoch_zero_is_tv_and_records_the_moves(tmp_path):
     out = tmp_path / "run"
     config = TrainConfig(
@@ -220,7 +203,7 @@ def test_train_epoch_zero_is_tv_and_records_the_moves(tmp_path):
 
 def test_cli_train_smoke(tmp_path, capsys):
     out = tmp_path / "run"
-    code = run_cli(
+    code = optnet_main(
         ["denoise", "train", "--model", "optnet-qp-tv", "--lam", "21", "--epochs", "1",
          "--n-train", "10", "--n-test", "10", "--batch-size", "10", "--dtype", "float32",
          "--out", str(out)]
@@ -236,7 +219,7 @@ def test_cli_train_smoke(tmp_path, capsys):
 
 
 def test_cli_nothing_to_learn_is_an_error_line(tmp_path, capsys):
-    code = run_cli(
+    code = optnet_main(
         ["denoise", "train", "--model", "optnet-qp-tv", "--lam", "21", "--learn", "",
          "--n-train", "10", "--n-test", "10", "--out", str(tmp_path / "run")]
     )  # fmt: skip
@@ -246,7 +229,7 @@ def test_cli_nothing_to_learn_is_an_error_line(tmp_path, capsys):
 
 def test_cli_help_shows_the_qp_defaults(capsys):
     with pytest.raises(SystemExit):
-        run_cli(["denoise", "train", "--help"])
+        optnet_main(["denoise", "train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "optnet-qp-tv" in text and "(default: Q,p,G,h)" in text
     assert f"(default: {DEFAULT_CENTER:g})" in text and "(default: constant)" in text

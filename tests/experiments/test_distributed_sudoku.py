@@ -6,14 +6,14 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from optnet.cli import main as optnet_main
 from optnet_experiments.distributed import DistributedContext
-from optnet_experiments.sudoku import cli as sudoku
 from optnet_experiments.sudoku.data import generate_sudoku, save_sudoku
 from optnet_experiments.sudoku.models import build_model
 
 
 def run(argv: list[str]) -> int:
-    return sudoku.main(argv)
+    return optnet_main(["sudoku", *argv])
 
 
 def test_shards_cover_the_global_batch():

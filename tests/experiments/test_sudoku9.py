@@ -14,7 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from optnet_experiments.common import DATA_ENV, ConfigError, read_checkpoint, read_json_lines
+from optnet.cli import main as optnet_main
+from optnet_experiments.checkpoints import read_checkpoint
+from optnet_experiments.data_paths import DATA_ENV
+from optnet_experiments.errors import ConfigError
+from optnet_experiments.json_lines import read_json_lines
 from optnet_experiments.sudoku import cli as sudoku
 from optnet_experiments.sudoku import data as sudoku_data
 from optnet_experiments.sudoku.boards import constraint_matrix, count_solutions, one_hot_to_grid
@@ -36,14 +40,13 @@ from optnet_experiments.sudoku.models import (
 )
 from optnet_experiments.sudoku.plots import plot_errors, plot_runs
 from optnet_experiments.sudoku.report import collect
-from optnet_experiments.sudoku.report import main as report_main
-from optnet_experiments.sudoku.train import LearningRate, TrainConfig, train
+from optnet_experiments.sudoku.train import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def run(argv: list[str]) -> int:
-    return sudoku.main(argv)
+    return optnet_main(["sudoku", *argv])
 
 
 @pytest.fixture(scope="module")
@@ -146,19 +149,6 @@ def test_checkpoint_keeps_only_A_and_reads_older_ones(tmp_path):
     torch.save(payload, path)
     restored, _ = load_model(path)
     torch.testing.assert_close(restored.A, model.A)
-
-
-def test_cosine_learning_rate_follows_steps_or_time():
-    constant = LearningRate("constant", 0.1, 10, None)
-    assert constant.at(9, 1e6) == 0.1
-    cosine = LearningRate("cosine", 0.1, 10, None)
-    assert cosine.at(0, 0.0) == pytest.approx(0.1)
-    assert cosine.at(5, 0.0) == pytest.approx(0.05)
-    timed = LearningRate("cosine", 0.1, 1000, time_limit=100.0)
-    assert timed.at(1, 50.0) == pytest.approx(0.05)  # half the time: half way down
-    assert timed.at(1, 500.0) == pytest.approx(0.0)
-    with pytest.raises(ConfigError, match="lr schedule"):
-        LearningRate("step", 0.1, 10, None)
 
 
 # ---- training -----------------------------------------------------------------------------
@@ -266,7 +256,7 @@ def test_log_axis_has_plain_tick_labels():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from optnet_experiments.common import plain_log_ticks
+    from optnet_experiments.plotting import plain_log_ticks
 
     fig, ax = plt.subplots()
     ax.plot([0, 1, 2], [102.0, 61.0, 45.0])
@@ -296,7 +286,7 @@ def test_report_collects_runs_and_picks_the_optnet_checkpoint(data4, tmp_path, c
     tags = {r["run"] for r in read_json_lines(out / "sudoku9.jsonl")}
     assert tags == {"optnet_rand", "conv"}
     # Where the GPU machine had no matplotlib, the plots are redrawn from the records.
-    assert report_main(["--replot", str(out / "sudoku9.jsonl"), str(tmp_path / "plots")]) == 0
+    assert run(["report", "--replot", str(out / "sudoku9.jsonl"), str(tmp_path / "plots")]) == 0
     drawn = {p.name for p in (tmp_path / "plots").iterdir()}
     assert drawn == {"sudoku9_error.png", "optnet_rand_error.png", "conv_error.png"}
 

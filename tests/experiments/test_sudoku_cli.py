@@ -7,13 +7,14 @@ import json
 import pytest
 import torch
 
-from optnet_experiments.common import DATA_ENV, read_json_lines
-from optnet_experiments.sudoku import cli as sudoku
+from optnet.cli import main as optnet_main
+from optnet_experiments.data_paths import DATA_ENV
+from optnet_experiments.json_lines import read_json_lines
 from optnet_experiments.sudoku.data import load_sudoku
 
 
 def run(argv: list[str]) -> int:
-    return sudoku.main(argv)
+    return optnet_main(["sudoku", *argv])
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,7 @@ def test_train_rejects_options_of_another_model(tiny_dir, tmp_path, capsys):
 def test_eval_of_a_missing_data_folder_is_an_error_line(tmp_path, capsys):
     argv = ["eval", "--checkpoint", str(tmp_path / "none.pt"), "--data", str(tmp_path / "no")]
     assert run(argv) == 2
-    assert capsys.readouterr().err.startswith("optnet sudoku: error:")
+    assert capsys.readouterr().err.startswith("optnet sudoku eval: error:")
 
 
 def test_demo_falls_back_to_generated_data(tmp_path, capsys):

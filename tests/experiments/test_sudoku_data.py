@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from optnet_experiments.common import data_dir
+from optnet_experiments.data_paths import data_dir
 from optnet_experiments.sudoku.boards import count_solutions, one_hot_to_grid, strict_correct
 from optnet_experiments.sudoku.data import (
     DATA_NAME,

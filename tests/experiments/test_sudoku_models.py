@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from optnet import ActiveSet
-from optnet_experiments.common import ConfigError
 from optnet_experiments.denoising.models import ModelConfig
 from optnet_experiments.denoising.models import build_model as build_denoiser
 from optnet_experiments.denoising.models import save_model as save_denoiser
+from optnet_experiments.errors import ConfigError
 from optnet_experiments.sudoku.data import generate_sudoku
 from optnet_experiments.sudoku.models import (
     SudokuOptNet,

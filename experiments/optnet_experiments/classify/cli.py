@@ -13,46 +13,42 @@ import json
 import time
 from pathlib import Path
 
-from ..cli import add_command, reports_errors
-from ..common import resolve_device
+from ..cli import REQUIRED, add_command, add_group, shared
+from ..devices import resolve_device
 from .data import load_digits_split
 from .models import MODEL_KINDS, load_model
 from .train import summarize, test_error, train_one_seed
 
-_command = reports_errors("optnet classify")
-
 
 def register(subparsers) -> None:
     """Add ``optnet classify {train,eval}``."""
-    parser = add_command(
+    commands = add_group(
         subparsers, "classify", help="digits classification (paper appendix)",
         description="Digits classification with an FC or an OptNet head (OptNet paper, "
         "appendix; scikit-learn's digits): train over seeds, evaluate a checkpoint.",
     )  # fmt: skip
-    sub = parser.add_subparsers(dest="classify_command", required=True)
-
-    train = add_command(sub, "train", help="train one model kind for one or more seeds")
+    train = add_command(
+        commands, "train", _cmd_train, help="train one model kind for one or more seeds",
+        parents=[
+            shared(
+                device="cpu", epochs=25, lr=3e-3, batch_size=64, out=REQUIRED,
+                help={"batch_size": "images per batch"},
+            )
+        ],
+    )  # fmt: skip
     train.add_argument("--model", choices=MODEL_KINDS, required=True, help="model kind")
     train.add_argument(
         "--seeds", type=int, nargs="+", default=[0],
         help="one run per seed (split and init); writes summary.json",
     )  # fmt: skip
-    train.add_argument("--epochs", type=int, default=25, help="training epochs")
-    train.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
-    train.add_argument("--batch-size", type=int, default=64, help="images per batch")
     train.add_argument("--n-ineq", type=int, default=50, help="inequalities of the OptNet layer")
-    train.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device")
-    train.add_argument("--out", type=Path, required=True, help="output folder")
-    train.set_defaults(func=_cmd_train)
-
-    ev = add_command(sub, "eval", help="test error of a checkpoint")
+    ev = add_command(
+        commands, "eval", _cmd_eval, help="test error of a checkpoint",
+        parents=[shared(device="cpu", json=False)],
+    )  # fmt: skip
     ev.add_argument("--checkpoint", type=Path, required=True, help="model.pt or best.pt")
-    ev.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device")
-    ev.add_argument("--json", action="store_true", help="print a JSON line last")
-    ev.set_defaults(func=_cmd_eval)
 
 
-@_command
 def _cmd_train(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     start = time.perf_counter()
@@ -86,7 +82,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-@_command
 def _cmd_eval(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model, config, checkpoint = load_model(args.checkpoint, device)

@@ -3,9 +3,7 @@ and their checkpoints."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -14,7 +12,8 @@ from torch.nn import functional as F
 from optnet import SolverOptions
 from optnet.nn import OptNetLayer
 
-from ..common import Checkpoint, ConfigError, ModelSpec, load_checkpoint, save_checkpoint
+from ..checkpoints import ConfigCheckpoints
+from ..errors import ConfigError
 
 EXPERIMENT = "classify"
 MODEL_KINDS = ("fc", "optnet")
@@ -68,32 +67,9 @@ class DigitClassifier(nn.Module):
         return F.log_softmax(logits, dim=-1).to(x.dtype)
 
 
-def model_spec(config: ClassifierConfig) -> ModelSpec:
-    """The checkpoint spec of a classifier (the dtype: the OptNet head's float64, else float32)."""
-    hparams = {k: v for k, v in asdict(config).items() if k != "kind"}
-    dtype = "float64" if config.kind == "optnet" else "float32"
-    return ModelSpec(EXPERIMENT, config.kind, hparams, dtype)
-
-
-def config_of(spec: ModelSpec) -> ClassifierConfig:
-    return ClassifierConfig(spec.kind, **spec.hparams)
-
-
-def save_model(
-    path: Path | str, model: nn.Module, config: ClassifierConfig, **metadata: Any
-) -> Path:
-    """Save a classifier in the experiments' checkpoint format, with ``metadata``."""
-    return save_checkpoint(path, model, model_spec(config), metadata)
-
-
-def load_model(
-    path: Path | str, device: torch.device | str = "cpu"
-) -> tuple[nn.Module, ClassifierConfig, Checkpoint]:
-    """Rebuild the classifier saved in ``path``: ``(model, config, checkpoint)``.
-
-    Raises ``ConfigError`` when ``path`` is not a classification checkpoint.
-    """
-    model, checkpoint = load_checkpoint(
-        path, lambda spec: DigitClassifier(config_of(spec)), experiment=EXPERIMENT, device=device
-    )
-    return model, config_of(checkpoint.spec), checkpoint
+# Checkpoints: the OptNet head computes in float64, the FC head in float32.
+CHECKPOINTS = ConfigCheckpoints(
+    EXPERIMENT, ClassifierConfig, DigitClassifier,
+    dtype=lambda c: "float64" if c.kind == "optnet" else "float32",
+)  # fmt: skip
+model_spec, save_model, load_model = CHECKPOINTS.spec, CHECKPOINTS.save, CHECKPOINTS.load

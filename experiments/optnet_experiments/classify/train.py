@@ -16,7 +16,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..common import JsonLines, can_plot, fit, plot_curves, seed_everything
+from ..json_lines import JsonLines
+from ..plotting import can_plot, plot_curves
+from ..training import fit, seed_everything
 from .data import load_digits_split
 from .models import ClassifierConfig, DigitClassifier, model_spec
 
@@ -125,8 +127,9 @@ def train_one_seed(
             ["test_error"],
             out / "curves.png",
             title=f"digits: {kind}, seed {seed}",
-            ylabel="error",
+            ylabel="images misclassified (fraction)",
             logy=True,
+            labels={"test_error": "test"},
         )
     return result.records[-1]
 

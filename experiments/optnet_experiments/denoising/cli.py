@@ -12,42 +12,45 @@ from pathlib import Path
 
 import torch
 
-from ..cli import add_command, reports_errors
-from ..common import DTYPES, can_plot, resolve_device
+from ..cli import REQUIRED, add_command, add_group, config_from_args, shared
+from ..devices import resolve_device
+from ..plotting import can_plot
 from .models import DEFAULT_CENTER, MODEL_KINDS, QP_PARAMETERS, load_model
 from .plots import plot_examples
-from .train import LR_SCHEDULES, TrainConfig, checkpoint_test_set, evaluate, train
+from .train import TrainConfig, checkpoint_test_set, evaluate, train
 
-_command = reports_errors("optnet denoise")
+_SIGNALS = {"batch_size": "signals per batch"}
 
 
 def register(subparsers) -> None:
     """Add ``optnet denoise {train,eval,compare}``."""
-    parser = add_command(
+    commands = add_group(
         subparsers, "denoise", help="total-variation denoising (paper sec. 5.3)",
         description="Total-variation denoising of piecewise-constant signals (OptNet paper, "
         "section 5.3): train fc, tv, optnet, optnet-tv or optnet-qp-tv (the general QP layer "
         "started at TV), evaluate or compare checkpoints.",
     )  # fmt: skip
-    sub = parser.add_subparsers(dest="denoise_command", required=True)
-
-    train = add_command(sub, "train", help="train one model (tv: choose lambda on a grid)")
+    train = add_command(
+        commands, "train", _cmd_train, help="train one model (tv: choose lambda on a grid)",
+        parents=[
+            shared(
+                device="cpu", dtype="float64", seed=0, epochs=10, batch_size=100, lr=None,
+                lr_schedule="constant", time_limit=None, max_iter=50, out=REQUIRED,
+                help={
+                    "dtype": "dtype of the QP models",
+                    **_SIGNALS,
+                    "seed": "model init and batch order",
+                    "lr": "Adam learning rate (default: fc 1e-3, optnet 1e-2, optnet-tv 1e-4, "
+                    "optnet-qp-tv 2e-4)",
+                    "time_limit": "stop after the epoch that passes it (seconds; default: none)",
+                },
+            )
+        ],
+    )  # fmt: skip
     train.add_argument("--model", choices=MODEL_KINDS, required=True, help="model kind")
-    train.add_argument("--epochs", type=int, default=10, help="training epochs")
-    train.add_argument("--seed", type=int, default=0, help="model init and batch order")
     train.add_argument("--data-seed", type=int, default=0, help="the data set (share it!)")
     train.add_argument("--n-train", type=int, default=9000, help="training signals")
     train.add_argument("--n-test", type=int, default=1000, help="test signals")
-    train.add_argument("--batch-size", type=int, default=100, help="signals per batch")
-    train.add_argument(
-        "--lr", type=float, default=None,
-        help="Adam learning rate (default: fc 1e-3, optnet 1e-2, optnet-tv 1e-4, "
-        "optnet-qp-tv 2e-4)",
-    )  # fmt: skip
-    train.add_argument(
-        "--lr-schedule", choices=LR_SCHEDULES, default="constant",
-        help="cosine: from --lr to 0 over the epochs, or over --time-limit when that ends first",
-    )  # fmt: skip
     train.add_argument(
         "--l1", type=float, default=None,
         help="weight of |D|_1 in the loss (default: 0.1 for optnet, else 0)",
@@ -79,57 +82,24 @@ def register(subparsers) -> None:
         "--grid-signals", type=int, default=None,
         help="training signals used by the grid search (default: all)",
     )  # fmt: skip
-    train.add_argument(
-        "--dtype", choices=tuple(DTYPES), default="float64", help="dtype of the QP models"
-    )
-    train.add_argument("--max-iter", type=int, default=50, help="solver iteration cap")
-    train.add_argument(
-        "--time-limit", type=float, default=None,
-        help="stop after the epoch that passes it (seconds; default: none)",
+
+    ev = add_command(
+        commands, "eval", _cmd_eval, help="test MSE of a checkpoint",
+        parents=[shared(device="cpu", batch_size=100, json=False, help=_SIGNALS)],
     )  # fmt: skip
-    train.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device")
-    train.add_argument("--out", type=Path, required=True, help="output folder")
-    train.set_defaults(func=_cmd_train)
-
-    ev = add_command(sub, "eval", help="test MSE of a checkpoint")
     ev.add_argument("--checkpoint", type=Path, required=True, help="model.pt or best.pt")
-    ev.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device")
-    ev.add_argument("--batch-size", type=int, default=100, help="signals per batch")
-    ev.add_argument("--json", action="store_true", help="print a JSON line last")
-    ev.set_defaults(func=_cmd_eval)
 
-    cmp = add_command(sub, "compare", help="table and example plot of several checkpoints")
+    cmp = add_command(
+        commands, "compare", _cmd_compare, help="table and example plot of several checkpoints",
+        parents=[shared(device="cpu", out=REQUIRED, help={"out": "folder of the table and plot"})],
+    )  # fmt: skip
     cmp.add_argument("--checkpoint", type=Path, nargs="+", required=True, help="checkpoints")
-    cmp.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device")
     cmp.add_argument("--examples", type=int, default=4, help="test signals plotted")
-    cmp.add_argument("--out", type=Path, required=True, help="folder for compare.json and png")
-    cmp.set_defaults(func=_cmd_compare)
 
 
-@_command
 def _cmd_train(args: argparse.Namespace) -> int:
-    config = TrainConfig(
-        model=args.model,
-        out=str(args.out),
-        epochs=args.epochs,
-        seed=args.seed,
-        data_seed=args.data_seed,
-        n_train=args.n_train,
-        n_test=args.n_test,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        l1=args.l1,
-        lam=args.lam,
-        lambda_grid=tuple(args.lambda_grid),
-        grid_signals=args.grid_signals,
-        dtype=args.dtype,
-        max_iter=args.max_iter,
-        time_limit=args.time_limit,
-        device=args.device,
-        lr_schedule=args.lr_schedule,
-        learn=args.learn,
-        center=args.center,
-        eps=args.eps,
+    config = config_from_args(
+        TrainConfig, args, out=str(args.out), lambda_grid=tuple(args.lambda_grid)
     )
     result = train(config, on_record=lambda r: print(json.dumps(r), flush=True))
     summary = {
@@ -143,7 +113,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-@_command
 def _cmd_eval(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model, config, checkpoint = load_model(args.checkpoint, device)
@@ -157,7 +126,6 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-@_command
 def _cmd_compare(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     rows, outputs, clean, noisy = [], {}, None, None

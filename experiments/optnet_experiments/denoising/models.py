@@ -15,16 +15,16 @@ Five kinds map a noisy signal ``y`` (length n) to an estimate ``x`` of the clean
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from optnet import SolverOptions, solve_qp
 
-from ..common import DTYPES, Checkpoint, ConfigError, ModelSpec, load_checkpoint, save_checkpoint
+from ..checkpoints import ConfigCheckpoints
+from ..devices import DTYPES
+from ..errors import ConfigError
 from .data import PAPER_SIGNALS
 
 EXPERIMENT = "denoising"
@@ -253,30 +253,8 @@ def build_model(config: ModelConfig, *, seed: int = 0) -> nn.Module:
     return TVDenoiser(D, config.lam, learn_D=config.kind != "tv", options=options)
 
 
-def model_spec(config: ModelConfig) -> ModelSpec:
-    """The checkpoint spec of a denoising model (the dtype: float32 for fc, else the QP's)."""
-    hparams = {k: v for k, v in asdict(config).items() if k != "kind"}
-    dtype = "float32" if config.kind == "fc" else config.dtype
-    return ModelSpec(EXPERIMENT, config.kind, hparams, dtype)
-
-
-def config_of(spec: ModelSpec) -> ModelConfig:
-    return ModelConfig(spec.kind, **spec.hparams)
-
-
-def save_model(path: Path | str, model: nn.Module, config: ModelConfig, **metadata: Any) -> Path:
-    """Save a denoising model in the experiments' checkpoint format, with ``metadata``."""
-    return save_checkpoint(path, model, model_spec(config), metadata)
-
-
-def load_model(
-    path: Path | str, device: torch.device | str = "cpu"
-) -> tuple[nn.Module, ModelConfig, Checkpoint]:
-    """Rebuild the denoising model saved in ``path``: ``(model, config, checkpoint)``.
-
-    Raises ``ConfigError`` when ``path`` is not a denoising checkpoint.
-    """
-    model, checkpoint = load_checkpoint(
-        path, lambda spec: build_model(config_of(spec)), experiment=EXPERIMENT, device=device
-    )
-    return model, config_of(checkpoint.spec), checkpoint
+# Checkpoints: a model computes in float32 (fc) or in its QP's dtype.
+CHECKPOINTS = ConfigCheckpoints(
+    EXPERIMENT, ModelConfig, build_model, dtype=lambda c: "float32" if c.kind == "fc" else c.dtype
+)
+model_spec, save_model, load_model = CHECKPOINTS.spec, CHECKPOINTS.save, CHECKPOINTS.load

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..common import integer_ticks, plain_log_ticks, plot_curves, save_figure
+from ..plotting import integer_ticks, plain_log_ticks, plot_curves, pyplot, save_figure
 from .data import DenoisingData
 
 # The kinds whose epoch 0 is the tuned TV denoiser itself: their curves show it as a line.
@@ -20,18 +20,14 @@ def plot_examples(
     clean: torch.Tensor, noisy: torch.Tensor, outputs: dict[str, torch.Tensor], path: Path
 ) -> Path:
     """One panel per example signal: noisy, truth and each model's output."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     count = clean.shape[0]
-    fig, axes = plt.subplots(count, 1, figsize=(7, 1.9 * count), sharex=True, squeeze=False)
+    fig, axes = pyplot().subplots(count, 1, figsize=(7, 1.9 * count), sharex=True, squeeze=False)
     for i, ax in enumerate(axes[:, 0]):
         ax.plot(noisy[i], color="0.7", lw=0.8, label="noisy")
         ax.plot(clean[i], color="k", lw=1.5, label="truth")
         for name, out in outputs.items():
             ax.plot(out[i], lw=1.1, label=name)
+        ax.set_ylabel("value")
     axes[0, 0].legend(ncol=2 + len(outputs), fontsize=7, loc="upper right")
     axes[-1, 0].set_xlabel("position")
     return save_figure(fig, path, dpi=80)
@@ -52,13 +48,9 @@ def plot_mse_curves(
     factor 3 (a log axis over 14..17 would have no labelled tick); log with plain labels
     otherwise (from the noisy input's ~100 down); the epoch axis has integer ticks.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = pyplot().subplots(figsize=(8, 4))
     values = []
     curves = (("train_mse", "train (mean over the epoch)", "o"), ("test_mse", "test", "s"))
     for key, label, marker in curves:
@@ -74,7 +66,8 @@ def plot_mse_curves(
         ax.axhline(value, ls=style, color=color, lw=1.2, label=label)
         values.append(value)
     low, high = min(values), max(values)
-    if high / low > 3:
+    log = high / low > 3
+    if log:
         ax.set_yscale("log")
         plain_log_ticks(ax)
     else:
@@ -84,7 +77,7 @@ def plot_mse_curves(
         ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
     integer_ticks(ax.xaxis)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("MSE per entry")
+    ax.set_ylabel("MSE per entry (log scale)" if log else "MSE per entry")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
@@ -97,12 +90,14 @@ def plot_run(
     data: DenoisingData,
     records: list[dict[str, Any]],
     grid_records: list[dict[str, Any]] | None,
+    lam: float | None,
     kind: str,
     device: torch.device,
 ) -> None:
     """A run's plots in ``out``: ``curves.png`` (MSE per epoch, with more than one epoch; for
     the TV-started kinds with epoch 0, the TV line and the paper's values),
-    ``lambda_grid.png`` (after a grid search) and ``examples.png`` (four test signals)."""
+    ``lambda_grid.png`` (after a grid search, with the chosen ``lam`` marked) and
+    ``examples.png`` (four test signals)."""
     if len(records) > 1:
         started = kind in TV_STARTED and records[0]["epoch"] == 0
         plot_mse_curves(
@@ -120,9 +115,11 @@ def plot_run(
             ["train_mse"],
             out / "lambda_grid.png",
             x="lambda",
+            xlabel="lambda (weight of the total variation)",
             title="TV: training MSE vs lambda",
             ylabel="MSE per entry",
             labels={"train_mse": "train"},
+            mark=None if lam is None else (lam, f"chosen: lambda = {lam:g}"),
         )
     with torch.no_grad():
         model.eval()

@@ -20,17 +20,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..common import (
-    DTYPES,
-    Checkpoint,
-    ConfigError,
-    JsonLines,
-    can_plot,
-    fit,
-    progress,
-    resolve_device,
-    seed_everything,
-)
+from ..checkpoints import Checkpoint
+from ..devices import DTYPES, resolve_device
+from ..errors import ConfigError
+from ..json_lines import JsonLines
+from ..plotting import can_plot
+from ..progress import progress
+from ..training import LearningRate, fit, seed_everything
 from .data import DenoisingData, make_dataset
 from .models import (
     DEFAULT_CENTER,
@@ -50,7 +46,6 @@ _CPU = torch.device("cpu")
 DEFAULT_LR = {"fc": 1e-3, "optnet": 1e-2, "optnet-tv": 1e-4, "optnet-qp-tv": 2e-4}
 # The kinds that start at the TV solution: without --lam they take the grid search's lambda.
 TV_STARTED = ("tv", "optnet-tv", "optnet-qp-tv")
-LR_SCHEDULES = ("constant", "cosine")
 # The metric that picks best.pt. There is no validation split (the paper's setting): this is
 # the test set's, so best.pt's test MSE is an optimistic estimate; model.pt is the last epoch.
 MONITOR = "test_mse"
@@ -119,16 +114,6 @@ def d_penalty(model: nn.Module) -> torch.Tensor:
     if isinstance(model, TVDenoiser) and isinstance(model.D, nn.Parameter):
         return model.D.abs().sum()
     return torch.zeros(())
-
-
-def lr_factor(schedule: str, done: float) -> float:
-    """The learning rate's factor after the fraction ``done`` of the run: 1 (constant), or a
-    cosine from 1 to 0."""
-    if schedule == "constant":
-        return 1.0
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * min(max(done, 0.0), 1.0)))
-    raise ConfigError(f"lr schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
 
 
 def parameter_moves(model: nn.Module, start: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -250,15 +235,15 @@ def train(
     )
     model = build_model(model_config, seed=config.seed).to(device)
     trains = config.model != "tv"
-    lr_factor(config.lr_schedule, 0.0)  # an unknown schedule fails before any work
+    lr = config.lr if config.lr is not None else DEFAULT_LR.get(config.model, 0.0)  # tv: none
+    n_batches = math.ceil(len(data.train_clean) / config.batch_size)
+    schedule = LearningRate(config.lr_schedule, lr, n_batches * config.epochs, config.time_limit)
     if trains:
         if not any(True for _ in model.parameters()):
             raise ConfigError(f"--learn {config.learn!r} leaves {config.model} nothing to learn")
-        lr = config.lr if config.lr is not None else DEFAULT_LR[config.model]
         l1 = config.l1 if config.l1 is not None else (0.1 if config.model == "optnet" else 0.0)
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     start_weights = {name: v.detach().clone() for name, v in model.named_parameters()}
-    n_batches = math.ceil(len(data.train_clean) / config.batch_size)
     steps = [0]  # Adam steps taken so far
 
     def run_epoch(epoch: int, wrap) -> dict[str, Any]:
@@ -269,11 +254,8 @@ def train(
         else:
             total = 0.0
             for idx in wrap(batches(len(data.train_clean), config.batch_size, generator)):
-                done = steps[0] / (n_batches * config.epochs)
-                if config.time_limit:  # a run cut by its time limit still ends its decay
-                    done = max(done, (time.perf_counter() - start) / config.time_limit)
                 for group in optimizer.param_groups:
-                    group["lr"] = lr * lr_factor(config.lr_schedule, done)
+                    group["lr"] = schedule.at(steps[0], time.perf_counter() - start)
                 clean, noisy = data.train_clean[idx].to(device), data.train_noisy[idx].to(device)
                 total += train_step(model, optimizer, clean, noisy, l1=l1) * len(idx)
                 unsolved += getattr(model, "last_unsolved", 0)
@@ -311,7 +293,10 @@ def train(
         start=start,
     )
     if can_plot():
-        plot_run(Path(config.out), model, data, result.records, grid_records, config.model, device)
+        plot_run(
+            Path(config.out), model, data, result.records, grid_records,
+            lam if grid_records is not None else None, config.model, device,
+        )  # fmt: skip
     return TrainResult(
         result.records, grid_records, lam, result.best_epoch, time.perf_counter() - start, paths
     )

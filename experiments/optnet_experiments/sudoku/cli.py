@@ -2,28 +2,31 @@
 
 Subcommands: ``generate`` (seeded puzzles with unique solutions), ``train`` (OptNet or a
 baseline, optionally data-parallel), ``eval`` (a checkpoint on a data set), ``relaxation``
-(the QP relaxation with the true constraints: what OptNet's model class can reach) and
-``demo`` (what ``make demo`` runs: a short OptNet training on CPU). The code lives in
-``boards`` (boards, solver, checks), ``data``, ``models``, ``train`` and ``plots``; this
-module only parses arguments and prints for people.
-``python -m optnet_experiments.sudoku.cli ARGS`` (torchrun too) is ``optnet sudoku ARGS``.
+(the QP relaxation with the true constraints: what OptNet's model class can reach), ``demo``
+(what ``make demo`` runs: a short OptNet training on CPU) and ``report`` (gather the runs of
+``experiments/gpu_sudoku9.sh``). The code lives in ``boards`` (boards, solver, checks),
+``data``, ``models``, ``train``, ``plots`` and ``report``; this module only parses arguments
+and prints for people. Under torchrun: ``torchrun --nproc-per-node 2 -m optnet.cli sudoku
+train --distributed ...``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-from ..cli import add_command, reports_errors
-from ..common import DTYPES, ConfigError, data_dir, progress, read_json_lines, resolve_device
+from ..cli import REQUIRED, add_command, add_group, config_from_args, print_result, shared
+from ..data_paths import data_dir, default_help
+from ..devices import DTYPES, resolve_device
 from ..distributed import launched_by_torchrun, spawn_local
+from ..errors import ConfigError
+from ..json_lines import read_json_lines
+from ..progress import progress
 from .data import (
     DATA_NAME,
     DATA_NAMES,
@@ -32,10 +35,10 @@ from .data import (
     generate_sudoku,
     load_sudoku,
     save_sudoku,
-    split_train_val_test,
 )
-from .models import EQUALITY_ROWS, INITS, MODEL_KINDS, SudokuOptNet, load_model
-from .train import LR_SCHEDULES, RunPaths, TrainConfig, evaluate, train
+from .models import EQUALITY_ROWS, INITS, MODEL_KINDS, SudokuOptNet
+from .report import DEFAULT_RUNS, collect, replot
+from .train import RunPaths, TrainConfig, evaluate, evaluate_checkpoint, select_split, train
 
 logger = logging.getLogger("optnet")
 
@@ -46,52 +49,48 @@ DEMO_LR = 0.1
 # Adam learning rates that worked best in short measured runs (docs/experiments.md).
 DEFAULT_LR = {"optnet": 0.1, "conv": 1e-3, "fc": 1e-3}
 DEMO_SEED = 0
-_reports_errors = reports_errors("optnet sudoku")
-_DATA_HELP = (
-    "folder of features.pt and labels.pt "
-    f"(default: $OPTNET_DATA/{DATA_NAME} if OPTNET_DATA is set, else ../shared/data/{DATA_NAME})"
-)
+_DATA_HELP = f"folder of features.pt and labels.pt {default_help(DATA_NAME)}"
 _BOARD_DATA_HELP = (
-    "folder of features.pt and labels.pt (default: $OPTNET_DATA/NAME if OPTNET_DATA is set, "
-    "else ../shared/data/NAME, with NAME sudoku4 for 4x4 boards and sudoku9 for 9x9)"
+    f"folder of features.pt and labels.pt {default_help('NAME')}, with NAME sudoku4 for 4x4 "
+    "boards and sudoku9 for 9x9"
+)
+_EVAL_HELP = {
+    "data": _BOARD_DATA_HELP,
+    "batch_size": "puzzles per forward pass",
+    "limit": "use only the first N puzzles",
+}
+_SPLIT_HELP = (
+    "all puzzles in --data, its test split (the last 10%%), or its validation split (the "
+    "fraction of --val-fraction just before the test split)"
 )
 
 
 def register(subparsers) -> None:
-    """Add ``optnet sudoku {generate,train,eval,demo}``."""
-    parser = add_command(
+    """Add ``optnet sudoku {generate,train,eval,relaxation,demo,report}``."""
+    commands = add_group(
         subparsers, "sudoku", help="learn Sudoku with OptNet (the paper's experiment)",
         description="Learn the rules of Sudoku with OptNet (the paper's headline experiment): "
         "generate puzzles, train OptNet or a baseline (optionally data-parallel), evaluate a "
         "checkpoint, or run the demo (`make demo`).",
     )  # fmt: skip
-    commands = parser.add_subparsers(dest="sudoku_command", required=True)
     _add_generate(commands)
     _add_train(commands)
     _add_eval(commands)
     _add_relaxation(commands)
     _add_demo(commands)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``optnet sudoku ARGS`` without the ``optnet`` command (for ``python -m`` and torchrun)."""
-    parser = argparse.ArgumentParser(prog="optnet")
-    register(parser.add_subparsers(required=True))
-    args = parser.parse_args(["sudoku", *(sys.argv[1:] if argv is None else argv)])
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    return int(args.func(args) or 0)
+    _add_report(commands)
 
 
 # ------------------------------------------------------------------------------- generate
 
 
 def _add_generate(commands) -> None:
-    p = add_command(commands, "generate", help="write seeded puzzles with unique solutions")
+    p = add_command(
+        commands, "generate", run_generate, help="write seeded puzzles with unique solutions",
+        parents=[shared(seed=0, out=REQUIRED, help={"out": "folder for features.pt/labels.pt"})],
+    )  # fmt: skip
     p.add_argument("--board", type=int, choices=(2, 3), default=2, help="2: 4x4, 3: 9x9")
     p.add_argument("--n", type=int, required=True, help="number of puzzles")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--out", type=Path, required=True, help="folder for features.pt/labels.pt")
     p.add_argument(
         "--givens", nargs="+", metavar="N", default=None,
         help="range of the number of givens aimed for, as LOW,HIGH or LOW HIGH (default: "
@@ -103,7 +102,6 @@ def _add_generate(commands) -> None:
         help="processes for the uniqueness checks; the puzzles do not depend on it "
         "(default: every core this process may use)",
     )  # fmt: skip
-    p.set_defaults(func=run_generate)
 
 
 def parse_givens(values: list[str] | None, board: int) -> tuple[int, int]:
@@ -120,7 +118,6 @@ def parse_givens(values: list[str] | None, board: int) -> tuple[int, int]:
     return numbers[0], numbers[1]
 
 
-@_reports_errors
 def run_generate(args: argparse.Namespace) -> int:
     givens = parse_givens(args.givens, args.board)
     workers = default_workers() if args.workers is None else args.workers
@@ -150,51 +147,37 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def _add_train(commands) -> None:
-    p = add_command(commands, "train", help="train OptNet or a baseline on Sudoku")
+    p = add_command(
+        commands, "train", run_train, help="train OptNet or a baseline on Sudoku",
+        parents=[
+            shared(
+                device="cpu", dtype="float64", seed=0, threads=None, data=None,
+                out=Path("runs/sudoku"), epochs=20, batch_size=150, lr=None,
+                lr_schedule="constant", time_limit=None, limit=None,
+                help={
+                    "dtype": "OptNet's dtype (the baselines always use float32)",
+                    "seed": "model init and batch order",
+                    "data": _BOARD_DATA_HELP,
+                    "batch_size": "global batch, split across processes (the paper's)",
+                    "lr": "Adam/SGD learning rate (default: 0.1 for optnet, 1e-3 for the "
+                    "baselines)",
+                    "limit": "use only the first N puzzles",
+                },
+            )
+        ],
+    )  # fmt: skip
     p.add_argument("--model", choices=MODEL_KINDS, default="optnet", help="model kind")
-    p.add_argument("--epochs", type=int, default=20, help="training epochs")
-    p.add_argument("--seed", type=int, default=0, help="model init and batch order")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device")
     p.add_argument(
         "--board", type=int, choices=(2, 3), default=None,
         help="2: 4x4, 3: 9x9; picks the default --data folder and is checked against the data "
         "(default: the data's)",
     )  # fmt: skip
-    p.add_argument("--data", type=Path, default=None, help=_BOARD_DATA_HELP)
-    p.add_argument("--out", type=Path, default=Path("runs/sudoku"), help="output folder")
     p.add_argument(
         "--val-fraction", type=float, default=0.0,
         help="fraction of all puzzles, just before the test split (the last 10%%), held out "
         "for validation; the best checkpoint is then picked on it, not on the test split",
     )  # fmt: skip
-    p.add_argument(
-        "--time-limit", type=float, default=None,
-        help="seconds from the start of the run after which no training batch starts; the "
-        "epoch then ends, is evaluated and logged (default: none)",
-    )  # fmt: skip
-    p.add_argument(
-        "--lr-schedule", choices=LR_SCHEDULES, default="constant",
-        help="cosine: from --lr to 0 over the epochs, or over --time-limit when that ends first",
-    )  # fmt: skip
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=150,
-        help="global batch, split across processes (paper: 150)",
-    )
-    p.add_argument(
-        "--lr", type=float, default=None, help="Adam/SGD learning rate "
-        "(default: 0.1 for optnet, 1e-3 for the baselines)",
-    )  # fmt: skip
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="optimizer")
-    p.add_argument(
-        "--dtype", choices=("float32", "float64"), default="float64",
-        help="OptNet's dtype (the baselines always use float32)",
-    )  # fmt: skip
-    p.add_argument(
-        "--limit", type=int, default=None, help="use only the first N puzzles (default: all)"
-    )
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     p.add_argument(
         "--n-eq", type=int, default=None,
         help="OptNet: learned equality rows (default: with --init solutions, the number of "
@@ -233,7 +216,6 @@ def _add_train(commands) -> None:
         help="processes to start with --distributed outside torchrun "
         "(default: the CUDA devices with --device cuda, else 2)",
     )  # fmt: skip
-    p.set_defaults(func=run_train)
 
 
 def _config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -250,31 +232,13 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         if args.n_eq is not None or args.q is not None or args.init != "rand":
             raise ConfigError("--n-eq, --q and --init apply to optnet only")
         hparams.update({k: v for k in ("depth", "width") if (v := getattr(args, k)) is not None})
-    board_name = DATA_NAMES[args.board or 2]
-    return TrainConfig(
-        model=args.model,
-        hparams=hparams,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
+    return config_from_args(
+        TrainConfig, args, hparams=hparams, out=str(args.out),
         lr=DEFAULT_LR[args.model] if args.lr is None else args.lr,
-        optimizer=args.optimizer,
-        seed=args.seed,
-        device=args.device,
-        data=str(data_dir(board_name, args.data)),
-        board=args.board,
-        limit=args.limit,
-        val_fraction=args.val_fraction,
-        init=args.init,
-        eval_initial=args.eval_initial,
-        lr_schedule=args.lr_schedule,
-        time_limit=args.time_limit,
-        out=str(args.out),
-        distributed=args.distributed,
-        threads=args.threads,
-    )
+        data=str(data_dir(DATA_NAMES[args.board or 2], args.data)),
+    )  # fmt: skip
 
 
-@_reports_errors
 def run_train(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
     if args.nproc is not None and not config.distributed:
@@ -322,82 +286,42 @@ def _print_final(records: list[dict]) -> None:
 
 
 def _add_eval(commands) -> None:
-    p = add_command(commands, "eval", help="evaluate a checkpoint on a data set")
+    p = add_command(
+        commands, "eval", run_eval, help="evaluate a checkpoint on a data set",
+        parents=[
+            shared(
+                device="cpu", threads=None, data=None, batch_size=50, limit=None, json=False,
+                help={
+                    **_EVAL_HELP,
+                    "data": _BOARD_DATA_HELP + " (default board: the checkpoint's)",
+                    "json": 'print only one JSON object: {"strict_error", "paper_error", "n"}',
+                },
+            )
+        ],
+    )  # fmt: skip
     p.add_argument("--checkpoint", type=Path, required=True, help="a `sudoku train` checkpoint")
-    p.add_argument(
-        "--data", type=Path, default=None,
-        help=_BOARD_DATA_HELP.replace("9x9)", "9x9, the checkpoint's board)"),
-    )  # fmt: skip
-    p.add_argument(
-        "--split", choices=("all", "val", "test"), default="all",
-        help="all puzzles in --data, its test split (the last 10%%), or its validation split "
-        "(the fraction of --val-fraction just before the test split)",
-    )  # fmt: skip
+    p.add_argument("--split", choices=("all", "val", "test"), default="all", help=_SPLIT_HELP)
     p.add_argument(
         "--val-fraction", type=float, default=None,
         help="for --split val (default: the fraction the checkpoint was trained with)",
     )  # fmt: skip
-    p.add_argument(
-        "--limit", type=int, default=None, help="use only the first N puzzles (default: all)"
-    )
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device")
-    p.add_argument("--batch-size", type=int, default=50, help="puzzles per forward pass")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
-    p.add_argument(
-        "--json", action="store_true",
-        help='print only one JSON object: {"strict_error", "paper_error", "n"}',
-    )  # fmt: skip
-    p.set_defaults(func=run_eval)
 
 
-def _select(data, split: str, val_fraction: float | None):
-    if split == "all":
-        return data
-    if split == "val" and not val_fraction:
-        raise ConfigError(
-            "--split val needs a validation split: this checkpoint was trained without one; "
-            "pass --val-fraction"
-        )
-    _, val, test = split_train_val_test(data, val_fraction=val_fraction or 0.0)
-    return val if split == "val" else test
-
-
-@_reports_errors
 def run_eval(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    model, checkpoint = load_model(args.checkpoint, device=device)
-    board = checkpoint.spec.hparams["board"]
-    folder = data_dir(DATA_NAMES[board], args.data)
-    data = load_sudoku(folder, limit=args.limit)
-    if data.board != board:
-        side, data_side = board * board, data.features.shape[-1]
-        raise ConfigError(
-            f"{args.checkpoint} is a {side}x{side} model but {folder} has "
-            f"{data_side}x{data_side} boards"
-        )
-    val_fraction = args.val_fraction
-    if val_fraction is None:
-        val_fraction = checkpoint.metadata.get("val_fraction")
-    data = _select(data, args.split, val_fraction)
-    dtype = DTYPES[checkpoint.spec.dtype]
-    data = type(data)(data.features.to(dtype), data.labels.to(dtype)).to(device)
-    metrics = evaluate(model, data, batch_size=args.batch_size)
-    result = {
-        "strict_error": metrics["strict_error"],
-        "paper_error": metrics["paper_error"],
-        "n": metrics["n"],
-    }
-    if not args.json:
-        print(
-            f"{checkpoint.spec.kind} (epoch {checkpoint.metadata.get('epoch')}) on {folder} "
-            f"[{args.split}]: strict error {result['strict_error']:.2%}, "
-            f"paper error {result['paper_error']:.2%}, loss {metrics['loss']:.5f}, "
-            f"{time.perf_counter() - start:.1f} s"
-        )
-    print(json.dumps(result))
+    evaluation = evaluate_checkpoint(
+        args.checkpoint, data=args.data, split=args.split, val_fraction=args.val_fraction,
+        limit=args.limit, device=args.device, batch_size=args.batch_size,
+    )  # fmt: skip
+    metrics, checkpoint = evaluation.metrics, evaluation.checkpoint
+    result = {key: metrics[key] for key in ("strict_error", "paper_error", "n")}
+    text = (
+        f"{checkpoint.spec.kind} (epoch {checkpoint.metadata.get('epoch')}) on "
+        f"{evaluation.folder} [{args.split}]: strict error {result['strict_error']:.2%}, "
+        f"paper error {result['paper_error']:.2%}, loss {metrics['loss']:.5f}, "
+        f"{time.perf_counter() - start:.1f} s"
+    )
+    print_result(result, text, json_only=args.json)
     return 0
 
 
@@ -406,42 +330,34 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def _add_relaxation(commands) -> None:
     p = add_command(
-        commands, "relaxation",
+        commands, "relaxation", run_relaxation,
         help="the QP relaxation with the TRUE constraints on a data set: what OptNet can reach",
         description="Solve min 1/2 q z'z - puzzle'z s.t. z >= 0, M z = 1 with the exact Sudoku "
         "constraint matrix M (the rules given, nothing learned) and report its errors: the "
         "best that SudokuOptNet's model class does at this q.",
+        parents=[
+            shared(
+                device="cpu", dtype="float64", threads=None, data=None, batch_size=50,
+                limit=None, json=False,
+                help={**_EVAL_HELP, "json": "print one JSON object per q only"},
+            )
+        ],
     )  # fmt: skip
     p.add_argument("--board", type=int, choices=(2, 3), default=3, help="2: 4x4, 3: 9x9")
-    p.add_argument("--data", type=Path, default=None, help=_BOARD_DATA_HELP)
     p.add_argument("--q", type=float, nargs="+", default=[0.01], help="q values to evaluate")
-    p.add_argument(
-        "--split", choices=("all", "val", "test"), default="all", help="as for eval"
-    )  # fmt: skip
+    p.add_argument("--split", choices=("all", "val", "test"), default="all", help=_SPLIT_HELP)
     p.add_argument(
         "--val-fraction", type=float, default=0.05, help="the validation split for --split val"
     )  # fmt: skip
-    p.add_argument(
-        "--limit", type=int, default=None, help="use only the first N puzzles (default: all)"
-    )
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float64", help="dtype")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device")
-    p.add_argument("--batch-size", type=int, default=50, help="puzzles per forward pass")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
-    p.add_argument("--json", action="store_true", help="print one JSON object per q only")
-    p.set_defaults(func=run_relaxation)
 
 
-@_reports_errors
 def run_relaxation(args: argparse.Namespace) -> int:
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     folder = data_dir(DATA_NAMES[args.board], args.data)
     data = load_sudoku(folder, limit=args.limit)
     if data.board != args.board:
         raise ConfigError(f"--board {args.board} does not match the boards of {folder}")
-    data = _select(data, args.split, args.val_fraction)
+    data = select_split(data, args.split, args.val_fraction)
     dtype = DTYPES[args.dtype]
     data = type(data)(data.features.to(dtype), data.labels.to(dtype)).to(device)
     for q in args.q:
@@ -454,13 +370,12 @@ def run_relaxation(args: argparse.Namespace) -> int:
             "paper_error": metrics["paper_error"], "n": metrics["n"],
             "seconds": round(time.perf_counter() - start, 2),
         }  # fmt: skip
-        if not args.json:
-            print(
-                f"true constraints, q = {q:g}, {args.dtype}, {metrics['n']} puzzles of {folder} "
-                f"[{args.split}]: strict error {result['strict_error']:.2%}, paper error "
-                f"{result['paper_error']:.2%} ({result['seconds']:.1f} s)"
-            )
-        print(json.dumps(result))
+        text = (
+            f"true constraints, q = {q:g}, {args.dtype}, {metrics['n']} puzzles of {folder} "
+            f"[{args.split}]: strict error {result['strict_error']:.2%}, paper error "
+            f"{result['paper_error']:.2%} ({result['seconds']:.1f} s)"
+        )
+        print_result(result, text, json_only=args.json)
     return 0
 
 
@@ -468,18 +383,20 @@ def run_relaxation(args: argparse.Namespace) -> int:
 
 
 def _add_demo(commands) -> None:
-    p = add_command(commands, "demo", help="a short OptNet training on CPU (what `make demo` runs)")
-    p.add_argument(
-        "--data", type=Path, default=None,
-        help=_DATA_HELP + "; generated into OUT/data when absent",
+    add_command(
+        commands, "demo", run_demo, help="a short OptNet training on CPU (what `make demo` runs)",
+        parents=[
+            shared(
+                data=None, out=Path("runs/sudoku_demo"), epochs=DEMO_EPOCHS, limit=DEMO_PUZZLES,
+                help={
+                    "data": _DATA_HELP + "; generated into OUT/data when absent",
+                    "limit": "puzzles used (90%% train)",
+                },
+            )
+        ],
     )  # fmt: skip
-    p.add_argument("--out", type=Path, default=Path("runs/sudoku_demo"), help="output folder")
-    p.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help="training epochs")
-    p.add_argument("--limit", type=int, default=DEMO_PUZZLES, help="puzzles used (90%% train)")
-    p.set_defaults(func=run_demo)
 
 
-@_reports_errors
 def run_demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     wanted = data_dir(DATA_NAME, args.data)
@@ -529,5 +446,40 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+# --------------------------------------------------------------------------------- report
+
+
+def _add_report(commands) -> None:
+    p = add_command(
+        commands, "report", run_report,
+        help="gather the runs of experiments/gpu_sudoku9.sh (or redraw their plots)",
+        description="With RUNS DATA OUT: read each run folder RUNS/NAME (what `optnet sudoku "
+        "train --out RUNS/NAME` wrote) and write into OUT sudoku9.jsonl (every run's "
+        "per-epoch records, tagged with the run), sudoku9_error.png, summary.json (each run's "
+        "best checkpoint by validation, evaluated on the test split of DATA) and sudoku9.pt "
+        "(the OptNet run with the lowest validation strict error). With --replot FILE DIR: "
+        "redraw the plots from the records alone.",
+        parents=[shared(device="cpu", help={"device": "device of the test evaluations"})],
+    )  # fmt: skip
+    p.add_argument(
+        "paths", type=Path, nargs="+", metavar="PATH", help="RUNS DATA OUT, or with --replot DIR"
+    )
+    p.add_argument(
+        "--runs", dest="names", nargs="+", metavar="NAME", default=list(DEFAULT_RUNS),
+        help="the run folders in RUNS to gather",
+    )  # fmt: skip
+    p.add_argument("--replot", type=Path, default=None, help="a sudoku9.jsonl to redraw")
+
+
+def run_report(args: argparse.Namespace) -> int:
+    if args.replot is not None:
+        if len(args.paths) != 1:
+            raise ConfigError("--replot takes one output folder")
+        for path in replot(args.replot, args.paths[0]):
+            print(path)
+        return 0
+    if len(args.paths) != 3:
+        raise ConfigError("give RUNS DATA OUT")
+    runs, data, out = args.paths
+    collect(runs, data, out, device=args.device, names=args.names)
+    return 0

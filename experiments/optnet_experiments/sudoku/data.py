@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..common import ConfigError, data_dir
+from ..data_paths import data_dir
+from ..errors import ConfigError
 from .boards import board_of, count_solutions, grid_to_one_hot, random_solution, side_of
 
 logger = logging.getLogger("optnet")

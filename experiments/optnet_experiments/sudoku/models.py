@@ -4,7 +4,7 @@ checkpoints.
 Every model maps puzzles ``(B, s, s, s)`` (one-hot, zeros where empty) to a board of the same
 shape whose argmax over the last axis is the predicted digit: OptNet returns the relaxed QP
 solution, the baselines a softmax over digits. Checkpoints use the experiments' one format
-(``optnet_experiments.common.save_checkpoint``): the model kind, the hyperparameters that
+(``optnet_experiments.checkpoints.save_checkpoint``): the model kind, the hyperparameters that
 rebuild it, its dtype and its ``state_dict``.
 """
 
@@ -19,7 +19,9 @@ from torch import nn
 from optnet import QPSolution, SolverOptions
 from optnet.nn import QPLayer
 
-from ..common import DTYPES, Checkpoint, ConfigError, ModelSpec, load_checkpoint, save_checkpoint
+from ..checkpoints import Checkpoint, ModelSpec, load_checkpoint, save_checkpoint
+from ..devices import DTYPES
+from ..errors import ConfigError
 from .boards import constraint_matrix, side_of
 
 EXPERIMENT = "sudoku"

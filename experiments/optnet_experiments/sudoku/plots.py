@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..common import integer_ticks, save_figure
+from ..plotting import integer_ticks, pyplot, save_figure
 
 # Errors of 0 cannot sit on a log axis: they are drawn at this floor (in percent), which the
 # axis label states. 0.01 % is below one board in 1000 test puzzles (0.1 %).
@@ -66,13 +66,9 @@ def _points(records: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
 
 
 def _plot(curves, path: Path, *, title: str, legends=None) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = pyplot().subplots(figsize=(6.4, 4.2))
     for points, name, colour, style, marker in curves:
         if not points:
             continue

@@ -1,50 +1,40 @@
-"""Gather the runs of ``experiments/gpu_sudoku9.sh`` into its output folder.
+"""Gather the runs of ``experiments/gpu_sudoku9.sh`` into its output folder (``optnet sudoku
+report RUNS DATA OUT``), or redraw their plots (``optnet sudoku report --replot FILE DIR``).
 
-``python -m optnet_experiments.sudoku.report RUNS DATA OUT [--device D] [--runs NAME ...]``
-reads each run folder ``RUNS/NAME`` (what ``optnet sudoku train --out RUNS/NAME`` wrote) and
-writes into ``OUT``:
+``collect`` reads each run folder ``RUNS/NAME`` (what ``optnet sudoku train --out RUNS/NAME``
+wrote) and writes into ``OUT``:
 
 - ``sudoku9.jsonl``: every run's per-epoch records, each with ``"run": NAME`` added;
 - ``sudoku9_error.png``: the validation and test errors of every run, one colour per run;
-- ``summary.json``: per run, ``optnet sudoku eval --split test --json`` of its best checkpoint
-  (lowest validation strict error) with that epoch and its validation error, and under
-  ``"sudoku9.pt"`` the name of the run whose best checkpoint was copied to ``OUT/sudoku9.pt``:
-  the OptNet run with the lowest validation strict error (ties: the earlier run).
+- ``summary.json``: per run, the test-split evaluation (``optnet sudoku eval --split test``)
+  of its best checkpoint (lowest validation strict error) with that epoch and its validation
+  error, and under ``"sudoku9.pt"`` the name of the run whose best checkpoint was copied to
+  ``OUT/sudoku9.pt``: the OptNet run with the lowest validation strict error (ties: the
+  earlier run).
 
-``python -m optnet_experiments.sudoku.report --replot OUT/sudoku9.jsonl DIR`` redraws the plots
-from the records alone (where the GPU machine had no matplotlib): ``DIR/sudoku9_error.png``
-and one ``DIR/<run>_error.png`` per run.
+``replot`` redraws the plots from the records alone (where the GPU machine had no
+matplotlib): ``DIR/sudoku9_error.png`` and one ``DIR/<run>_error.png`` per run.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import io
 import json
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
-from ..common import can_plot, read_checkpoint, read_json_lines
+from ..checkpoints import read_checkpoint
+from ..json_lines import read_json_lines
+from ..plotting import can_plot
 from .plots import plot_errors, plot_runs
+from .train import evaluate_checkpoint
 
 DEFAULT_RUNS = ("optnet_solutions", "optnet_rand", "conv")
 
 
 def _eval_test(checkpoint: Path, data: Path, device: str) -> dict[str, Any]:
-    from .cli import main
-
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        status = main(
-            ["eval", "--checkpoint", str(checkpoint), "--data", str(data), "--split", "test",
-             "--device", device, "--json"]
-        )  # fmt: skip
-    if status != 0:
-        raise RuntimeError(f"optnet sudoku eval exited with {status}")
-    return json.loads(printed.getvalue().strip().splitlines()[-1])
+    metrics = evaluate_checkpoint(checkpoint, data=data, split="test", device=device).metrics
+    return {key: metrics[key] for key in ("strict_error", "paper_error", "n")}
 
 
 def collect(
@@ -100,31 +90,3 @@ def replot(jsonl: Path, out: Path) -> list[Path]:
     for name, records in runs.items():
         paths.append(plot_errors(records, out / f"{name}_error.png", title=f"Sudoku 9x9: {name}"))
     return paths
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m optnet_experiments.sudoku.report",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("paths", type=Path, nargs="+", help="RUNS DATA OUT, or with --replot OUT")
-    parser.add_argument("--device", default="cpu", help="device of the test evaluations")
-    parser.add_argument("--runs", dest="names", nargs="+", default=list(DEFAULT_RUNS))
-    parser.add_argument("--replot", type=Path, default=None, help="a sudoku9.jsonl to redraw")
-    args = parser.parse_args(argv)
-    if args.replot is not None:
-        if len(args.paths) != 1:
-            parser.error("--replot takes one output folder")
-        for path in replot(args.replot, args.paths[0]):
-            print(path)
-        return 0
-    if len(args.paths) != 3:
-        parser.error("give RUNS DATA OUT")
-    runs, data, out = args.paths
-    collect(runs, data, out, device=args.device, names=args.names)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,7 +10,6 @@ one (the paper's 4x4 setup) on the test split.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,24 +18,30 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..common import (
-    DTYPES,
-    ConfigError,
-    JsonLines,
-    can_plot,
-    fit,
-    resolve_device,
-    seed_everything,
-)
+from ..checkpoints import Checkpoint
+from ..data_paths import data_dir
+from ..devices import DTYPES, resolve_device
 from ..distributed import (
     DistributedContext,
     init_distributed,
     launched_by_torchrun,
     shutdown_distributed,
 )
+from ..errors import ConfigError
+from ..json_lines import JsonLines
+from ..plotting import can_plot
+from ..training import LearningRate, fit, seed_everything
 from .boards import paper_correct, strict_correct
 from .data import DATA_NAMES, SudokuData, load_sudoku, split_train_val_test
-from .models import INITS, build_model, default_hparams, flat_count, model_dtype, model_spec
+from .models import (
+    INITS,
+    build_model,
+    default_hparams,
+    flat_count,
+    load_model,
+    model_dtype,
+    model_spec,
+)
 from .plots import plot_errors
 
 logger = logging.getLogger("optnet")
@@ -46,7 +51,6 @@ logger = logging.getLogger("optnet")
 # and then the best checkpoint's test error is an optimistic estimate.
 MONITOR = "val_strict_error"
 MONITOR_WITHOUT_VAL = "test_strict_error"
-LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -157,6 +161,60 @@ def evaluate(
     }
 
 
+def select_split(data: SudokuData, split: str, val_fraction: float | None) -> SudokuData:
+    """``data`` itself (``split="all"``), or its ``"val"`` or ``"test"`` split (the validation
+    split is ``val_fraction`` of the puzzles, just before the test split)."""
+    if split == "all":
+        return data
+    if split == "val" and not val_fraction:
+        raise ConfigError(
+            "--split val needs a validation split: this checkpoint was trained without one; "
+            "pass --val-fraction"
+        )
+    _, val, test = split_train_val_test(data, val_fraction=val_fraction or 0.0)
+    return val if split == "val" else test
+
+
+@dataclass(frozen=True)
+class CheckpointEvaluation:
+    """What ``evaluate_checkpoint`` measured, and on what."""
+
+    metrics: dict[str, float]  # evaluate()'s: loss, strict_error, paper_error, n
+    checkpoint: Checkpoint
+    folder: Path  # the data set's
+
+
+def evaluate_checkpoint(
+    path: Path | str,
+    *,
+    data: Path | str | None = None,
+    split: str = "all",
+    val_fraction: float | None = None,
+    limit: int | None = None,
+    device: str = "cpu",
+    batch_size: int = 50,
+) -> CheckpointEvaluation:
+    """Evaluate the checkpoint ``path`` on the data set ``data`` (default: the default folder
+    of the checkpoint's board) or one of its splits; ``val_fraction`` None takes the one the
+    checkpoint was trained with. Raises ``ConfigError`` when the boards do not match."""
+    torch_device = resolve_device(device)
+    model, checkpoint = load_model(path, device=torch_device)
+    board = checkpoint.spec.hparams["board"]
+    folder = data_dir(DATA_NAMES[board], data)
+    puzzles = load_sudoku(folder, limit=limit)
+    if puzzles.board != board:
+        side, data_side = board * board, puzzles.features.shape[-1]
+        raise ConfigError(
+            f"{path} is a {side}x{side} model but {folder} has {data_side}x{data_side} boards"
+        )
+    if val_fraction is None:
+        val_fraction = checkpoint.metadata.get("val_fraction")
+    puzzles = select_split(puzzles, split, val_fraction)
+    dtype = DTYPES[checkpoint.spec.dtype]
+    puzzles = SudokuData(puzzles.features.to(dtype), puzzles.labels.to(dtype)).to(torch_device)
+    return CheckpointEvaluation(evaluate(model, puzzles, batch_size=batch_size), checkpoint, folder)
+
+
 def train_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -179,28 +237,6 @@ def train_step(
     loss.backward()
     optimizer.step()
     return boards
-
-
-class LearningRate:
-    """The learning rate of each step: constant, or a cosine from ``lr`` to 0 over the run.
-
-    The run's progress is the larger of the fraction of ``total_steps`` done and the fraction
-    of ``time_limit`` seconds elapsed, so a run cut by its time limit still ends its decay.
-    """
-
-    def __init__(self, schedule: str, lr: float, total_steps: int, time_limit: float | None):
-        if schedule not in LR_SCHEDULES:
-            raise ConfigError(f"lr schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
-        self.schedule, self.lr = schedule, lr
-        self.total_steps, self.time_limit = max(total_steps, 1), time_limit
-
-    def at(self, step: int, elapsed: float) -> float:
-        if self.schedule == "constant":
-            return self.lr
-        done = step / self.total_steps
-        if self.time_limit is not None and self.time_limit > 0:
-            done = max(done, elapsed / self.time_limit)
-        return 0.5 * self.lr * (1.0 + math.cos(math.pi * min(done, 1.0)))
 
 
 def _make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:

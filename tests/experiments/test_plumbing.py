@@ -1,5 +1,5 @@
-"""The experiments' shared plumbing: data folders, the checkpoint format, the training loop,
-the commands' registration and help."""
+"""What the experiments share: data folders, the checkpoint format, the learning-rate schedule,
+the training loop, the command-line kit, the commands' registration and help."""
 
 from __future__ import annotations
 
@@ -13,18 +13,17 @@ import pytest
 import torch
 from torch import nn
 
-from optnet_experiments.common import (
-    DATA_ENV,
-    ConfigError,
-    JsonLines,
+from optnet_experiments.checkpoints import (
     ModelSpec,
-    data_dir,
-    fit,
     load_checkpoint,
     read_checkpoint,
-    read_json_lines,
     save_checkpoint,
 )
+from optnet_experiments.cli import REQUIRED, add_command, shared
+from optnet_experiments.data_paths import DATA_ENV, data_dir
+from optnet_experiments.errors import ConfigError
+from optnet_experiments.json_lines import JsonLines, read_json_lines
+from optnet_experiments.training import LearningRate, fit
 
 # ---- data folders -------------------------------------------------------------------------
 
@@ -85,6 +84,23 @@ def test_checkpoint_rejects_other_files_and_experiments(tmp_path):
     save_checkpoint(tmp_path / "toy.pt", _toy(SPEC), SPEC)
     with pytest.raises(ConfigError, match="of the toy experiment, not of sudoku"):
         load_checkpoint(tmp_path / "toy.pt", _toy, experiment="sudoku")
+
+
+# ---- the learning-rate schedule -----------------------------------------------------------
+
+
+def test_cosine_learning_rate_follows_steps_or_time():
+    constant = LearningRate("constant", 0.1, 10, None)
+    assert constant.at(9, 1e6) == 0.1
+    cosine = LearningRate("cosine", 0.1, 10, None)
+    assert cosine.at(0, 0.0) == pytest.approx(0.1)
+    assert cosine.at(5, 0.0) == pytest.approx(0.05)
+    assert cosine.at(15, 0.0) == pytest.approx(0.0)
+    timed = LearningRate("cosine", 0.1, 1000, time_limit=100.0)
+    assert timed.at(1, 50.0) == pytest.approx(0.05)  # half the time: half way down
+    assert timed.at(1, 500.0) == pytest.approx(0.0)
+    with pytest.raises(ConfigError, match="lr schedule"):
+        LearningRate("step", 0.1, 10, None)
 
 
 # ---- the training loop --------------------------------------------------------------------
@@ -175,3 +191,35 @@ def test_help_shows_the_defaults(argv, default, capsys):
         parser.parse_args([*argv, "--help"])
     assert exit_info.value.code == 0
     assert default in capsys.readouterr().out
+
+
+def _kit_parser(run) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="optnet")
+    toy = add_command(
+        parser.add_subparsers(), "toy", run,
+        parents=[shared(device="cpu", seed=3, threads=None, out=REQUIRED, help={"seed": "s"})],
+    )  # fmt: skip
+    toy.add_argument("--n", type=int, default=1, help="count")
+    return parser
+
+
+def test_shared_flags_take_the_command_defaults_and_help(capsys):
+    parser = _kit_parser(lambda args: 0)
+    args = parser.parse_args(["toy", "--out", "x"])
+    assert (args.device, args.seed, args.threads, args.out) == ("cpu", 3, None, Path("x"))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["toy"])  # --out is required
+    assert "--out" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parser.parse_args(["toy", "--help"])
+    shown = capsys.readouterr().out
+    assert "s (default: 3)" in shown and "count (default: 1)" in shown
+
+
+def test_a_config_error_is_one_line_and_exit_status_2(capsys):
+    def fails(args):
+        raise ConfigError("no such thing")
+
+    args = _kit_parser(fails).parse_args(["toy", "--out", "x", "--threads", "1"])
+    assert args.func(args) == 2
+    assert capsys.readouterr().err == "optnet toy: error: no such thing\n"

@@ -1,30 +1,27 @@
-"""Print markdown tables (for docs/benchmarks.md) from benchmark JSON lines.
+"""Markdown tables (for docs/benchmarks.md) from the benchmarks' JSON lines.
 
-    python benchmarks/to_markdown.py runs/gpu/bench_cuda.jsonl runs/gpu/maros_cuda_float64.jsonl
+A file of ``optnet bench`` (speed) records gives its speed table; a file of ``optnet bench
+maros-meszaros`` records gives the success rate per tier, the failures (status and failing
+criteria) and a per-problem table with one column of pass/fail marks per tier.
 
-Needs the ``optnet_benchmarks`` package (``pip install -e ./benchmarks``, or ``benchmarks`` and
-``experiments`` on ``PYTHONPATH``).
+Example::
 
-A file of ``optnet bench`` records gives its speed table; a file of ``optnet maros-meszaros``
-records gives the success rate per tier, the failures (status and failing criteria) and a
-per-problem table with one column of pass/fail marks per tier.
+    optnet bench markdown runs/gpu/bench_cuda.jsonl runs/gpu/maros_cuda_float64.jsonl
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 from collections import defaultdict
+from pathlib import Path
 
-from optnet_benchmarks.bench import TABLE_COLUMNS, table_rows
-from optnet_benchmarks.maros_meszaros import OUTCOME_COLUMNS, success_rates
-from optnet_benchmarks.report import format_markdown
-from optnet_experiments.common import read_json_lines
+from optnet_experiments.json_lines import read_json_lines
+
+from .maros_meszaros import OUTCOME_COLUMNS, PROBLEM_COLUMNS, success_rates
+from .report import SPEED_COLUMNS, format_markdown, table_rows
 
 FAILURE_COLUMNS = (
-    ("problem", "problem", ""),
-    ("n", "n", ""),
-    ("m", "m (G rows)", ""),
-    ("neq", "neq", ""),
+    *PROBLEM_COLUMNS,
     *OUTCOME_COLUMNS,
     ("failing", "failing", ""),
     ("dual_inf_norm", "max dual", ".1e"),
@@ -38,7 +35,7 @@ def speed_markdown(records: list[dict]) -> str:
         f"{first['device_name']} ({first['device']}, {first['threads']} torch threads), "
         f"torch {first['torch']}, {first['date']}"
     )
-    return head + "\n\n" + format_markdown(table_rows(records), TABLE_COLUMNS)
+    return head + "\n\n" + format_markdown(table_rows(records), SPEED_COLUMNS)
 
 
 def maros_markdown(records: list[dict]) -> str:
@@ -64,8 +61,7 @@ def maros_markdown(records: list[dict]) -> str:
         row.update(problem=r["problem"], n=r.get("n"), m=r.get("m"), neq=r.get("neq"))
         mark = "-" if r["status"] == "NOT_RUN" else ("pass" if r["passed"] else "FAIL")
         row[r["tier"]] = f"{mark} ({r['status']}, {r.get('iterations', '-')} it)"
-    columns = [("problem", "problem", ""), ("n", "n", ""), ("m", "m", ""), ("neq", "neq", "")]
-    columns += [(t, t, "") for t in tiers]
+    columns = [*PROBLEM_COLUMNS, *((t, t, "") for t in tiers)]
     return "\n\n".join(
         [
             head,
@@ -77,15 +73,18 @@ def maros_markdown(records: list[dict]) -> str:
     )
 
 
-def main(paths: list[str]) -> None:
-    for path in paths:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``optnet bench markdown``."""
+    parser.add_argument("files", type=Path, nargs="+", help="JSON lines of the benchmarks")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``optnet bench markdown``: the tables of each file on stdout."""
+    for path in args.files:
         records = read_json_lines(path)
         if not records:
             continue
         print(f"<!-- from {path} -->")
         print(speed_markdown(records) if "solver" in records[0] else maros_markdown(records))
         print()
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
+    return 0
