@@ -16,7 +16,7 @@ from optnet_benchmarks import maros_meszaros as mm_cli
 from optnet_benchmarks.maros_data import convert, load_problem, optimal_costs, problem_names
 from optnet_benchmarks.maros_meszaros import MarosConfig, run_maros_meszaros
 from optnet_benchmarks.qp_scoring import optimality
-from optnet_experiments.common import data_dir
+from optnet_experiments.data_paths import data_dir
 
 BIG = 1e20
 
