@@ -120,24 +120,29 @@ def concat_rows(parts, like: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class AbsoluteData:
-    """The magnitudes the residuals' rounding floors are made of (``_ipm.residuals``)."""
+    """The magnitudes the residuals' rounding floors are made of (``_ipm.residuals``), made
+    once per problem: ``|Q|``, and sums that bound the products with the other data."""
 
     Q: torch.Tensor  # (B|1, n, n) |Q|
-    C_rows: torch.Tensor  # (B|1, m_all) sum_j |C_ij|: G's rows, then 1 for each bound row
-    C_cols: torch.Tensor  # (B|1, n) sum_i |G_ij| (the bound rows are added elementwise)
-    A_rows: torch.Tensor | None  # (B|1, neq) sum_j |A_ij|
-    A: torch.Tensor | None  # (B|1, neq, n) |A|: few rows, so its products are exact floors
+    dual: torch.Tensor  # (B|1, n) |p|
+    dual_per_dual: torch.Tensor  # (B|1, n) sum_i |C_ij| + sum_i |A_ij|: times max |(lam, nu)|
+    primal: torch.Tensor  # (B|1, rows) |h_all| then |b|, on the existing rows
+    primal_per_z: torch.Tensor  # (B|1, rows) sum_j |C_ij|, then sum_j |A_ij|: times max |z|
 
     @classmethod
     def of(cls, problem: Problem) -> AbsoluteData:
-        G, A = problem.G, problem.A
-        G_abs = None if G is None else G.abs()
-        parts = [None if G is None else G_abs.sum(-1)]
-        parts += [None if x is None else torch.ones_like(x) for x in (problem.lb, problem.ub)]
-        C_cols = torch.zeros_like(problem.p) if G is None else G_abs.sum(-2)
-        A_abs = None if A is None else A.abs()
-        A_rows = None if A is None else A_abs.sum(-1)
-        return cls(problem.Q.abs(), concat_rows(parts, problem.p), C_cols, A_rows, A_abs)
+        p, G, A = problem.p, problem.G, problem.A
+        rows = [None if G is None else G.abs().sum(-1)]
+        rows += [None if x is None else torch.ones_like(x) for x in (problem.lb, problem.ub)]
+        C_rows = concat_rows(rows, p) * problem.mask
+        cols = torch.zeros_like(p) if G is None else G.abs().sum(-2)
+        cols = cols + (problem.lb is not None) + (problem.ub is not None)
+        primal, per_z = problem.h_all.abs() * problem.mask, C_rows
+        if A is not None:
+            cols = cols + A.abs().sum(-2)
+            primal = concat_rows([primal, problem.b.abs()], p)
+            per_z = concat_rows([per_z, A.abs().sum(-1)], p)
+        return cls(problem.Q.abs(), p.abs(), cols, primal, per_z)
 
 
 @dataclass(frozen=True)

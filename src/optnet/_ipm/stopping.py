@@ -10,14 +10,6 @@ from .._options import SolverOptions
 from .residuals import Residuals
 from .state import RUNNING
 
-# A rounding floor above this share of its residual's scale is not accepted in place of the
-# tolerance: the dtype then cannot tell a solution from a point running off along a direction
-# that is singular only to rounding (an unbounded problem, whose regularized Newton solution
-# would otherwise pass). Measured in float32 (2026-12-02): solved OptNetLayer problems at
-# cond(Q) ~ 2.6e6 reach a dual floor of 0.034 of its scale; the first iterates of unbounded
-# problems with a rank-deficient Q, 0.25-1.5.
-MAX_FLOOR_SHARE = 0.1
-
 # A problem whose Newton matrix fails to factor more often than this (each failure raises the
 # regularization 100x) is a numerical error.
 MAX_REG_BUMPS = 6
@@ -64,29 +56,19 @@ def convergence(res: Residuals, tol: Tolerances):
     Converged: primal residual, dual residual and duality gap each ``<= eps_abs + eps_rel *
     scale`` with their own scale (``Residuals``); the primal and dual residuals may instead be
     below the rounding floor of their computation, and where the floor hides the objective
-    gap the complementarity s'lam stands for it (``residuals.rounding_floors``), at points
-    shorter than the longest infeasibility certificate's ray. ``merit`` is
+    gap the complementarity s'lam stands for it (``residuals.rounding_floors``). ``merit`` is
     the largest ratio of a residual to its tolerance (<= 1 means converged; +inf when not
     finite).
     """
     eps_abs, eps_rel = tol.eps_abs, tol.eps_rel
-    # The tolerances, or the dtype's rounding floor at this iterate where that is larger. Not
-    # for points as long as an infeasibility certificate's ray: a floor that grows with the
-    # point would accept an iterate running off to infinity (an unbounded problem).
-    bounded = res.point_norm * min(tol.eps_infeasible) < 1  # shorter than every ray
-    primal_floor = torch.where(bounded, res.primal_floor, 0)
-    # (The share test on the dual side only: that is where an unbounded problem's iterates
-    # pass; the primal scale max(|Az|, |b|) is itself tiny when b = 0, as for OptNetLayer.)
-    determined = res.dual_floor <= MAX_FLOOR_SHARE * res.dual_scale
-    dual_floor = torch.where(bounded & determined, res.dual_floor, 0)
-    primal_tolerance = torch.maximum(eps_abs + eps_rel * res.primal_scale, primal_floor)
-    dual_tolerance = torch.maximum(eps_abs + eps_rel * res.dual_scale, dual_floor)
+    # The tolerances, or the dtype's rounding floor at this iterate where that is larger.
+    primal_tolerance = torch.maximum(eps_abs + eps_rel * res.primal_scale, res.primal_floor)
+    dual_tolerance = torch.maximum(eps_abs + eps_rel * res.dual_scale, res.dual_floor)
     gap_tolerance = eps_abs + eps_rel * res.gap_scale
     # The objective gap z'Qz + p'z + h'lam + b'nu is a difference of large terms when z is
     # large; where its rounding floor hides it, the complementarity s'lam (a sum of products
     # of nonnegative numbers, accurate) measures the gap instead.
-    hidden = bounded & (res.gap <= res.gap_floor)
-    gap = torch.where(hidden, res.complementarity, res.gap)
+    gap = torch.where(res.gap <= res.gap_floor, res.complementarity, res.gap)
     converged = (
         (res.primal <= primal_tolerance) & (res.dual <= dual_tolerance) & (gap <= gap_tolerance)
     )
