@@ -61,13 +61,26 @@ def test_inconsistent_equalities_are_certified_at_once_in_float32():
 
 
 def test_infeasible_problems_are_certified_in_float32():
-    Q, p, G, h, A, b, lb, ub = infeasible_qp(16, 10, 15, 3, bounds=True, seed=2)
-    reference = optnet.solve_qp(Q, p, G, h, A, b, lb=lb, ub=ub)
-    infeasible = reference.status == QPStatus.PRIMAL_INFEASIBLE
-    assert int(infeasible.sum()) >= 8
-    sol = optnet.solve_qp(*(x.float() for x in (Q, p, G, h, A, b)), lb=lb.float(), ub=ub.float())
-    assert (sol.status[infeasible] == QPStatus.PRIMAL_INFEASIBLE).all()
-    assert (sol.status[~infeasible] == QPStatus.SOLVED).all()
+    # tests.support.infeasible_qp over 20 seeds x 4 shapes x 16 problems, some of them feasible:
+    # float32 must certify what float64 certifies. Measured (2026-12-02): 602 of 610 (the
+    # previous solver: 1; 438 NUMERICAL_ERROR, 171 MAX_ITER); of the 666 feasible ones, 658
+    # SOLVED and 8 MAX_ITER. No feasible problem is called infeasible.
+    counts = {"certified": 0, "infeasible": 0, "solved": 0, "feasible": 0, "false": 0}
+    shapes = [(10, 15, 0, False), (10, 15, 3, True), (20, 30, 5, False), (20, 10, 0, True)]
+    for seed, (n, m, neq, bounds) in itertools.product(range(20), shapes):
+        Q, p, G, h, A, b, lb, ub = infeasible_qp(16, n, m, neq, bounds=bounds, seed=seed)
+        reference = optnet.solve_qp(Q, p, G, h, A, b, lb=lb, ub=ub).status
+        data = [None if x is None else x.float() for x in (Q, p, G, h, A, b, lb, ub)]
+        status = optnet.solve_qp(*data[:6], lb=data[6], ub=data[7]).status
+        infeasible = reference == QPStatus.PRIMAL_INFEASIBLE
+        counts["infeasible"] += int(infeasible.sum())
+        counts["certified"] += int((status[infeasible] == QPStatus.PRIMAL_INFEASIBLE).sum())
+        feasible = reference == QPStatus.SOLVED
+        counts["feasible"] += int(feasible.sum())
+        counts["solved"] += int((status[feasible] == QPStatus.SOLVED).sum())
+        counts["false"] += int((status[feasible] == QPStatus.PRIMAL_INFEASIBLE).sum())
+    assert counts["certified"] >= 0.98 * counts["infeasible"], counts
+    assert counts["solved"] >= 0.98 * counts["feasible"] and counts["false"] == 0, counts
 
 
 def test_unbounded_problems_are_never_solved_in_float32():
