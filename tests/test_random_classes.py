@@ -42,15 +42,12 @@ SHORT_BATCH, SHORT_SEEDS = 16, (0, 1)
 LONG_BATCH, LONG_SEEDS = 64, tuple(range(12))  # 15 classes x 12 x 64 = 11,520 per dtype
 
 # (class, dtype) whose thresholds are not met: marked xfail(strict) with the measured figure
-# (long run: 768 problems per class and dtype). See the report in docs / the PR.
-# Q = 0 in float32: start.nonconvex() shifts Q by 1e-5 * max(||Q||_inf, finfo.tiny), a float32
-# denormal when Q = 0, and cholesky_ex fails on it: LPs in float32 come back NONCONVEX.
-LP_F32_BUG = "solver bug: Q = 0 in float32 gives NONCONVEX: {}"
+# (long run: 768 problems per class and dtype; docs/benchmarks.md has the table).
+# (Fixed since: Q = 0 in float32 gave NONCONVEX for n <= 16, 384 of 768 LPs per class.)
 # float32 at the default eps 1e-4: |dz| ~ eps * ||p|| / lambda_min(Q) reaches a few 1e-3.
 F32_Z = "float32 z off the reference by more than 1e-3 at default options: {}"
 XFAIL_LONG = {
     ("strictly_convex", "float32"): F32_Z.format("4/768, worst 3.7e-3"),
-    ("lp_box", "float32"): LP_F32_BUG.format("384/768 NONCONVEX (+1 MAX_ITER)"),
     ("duplicated_rows", "float32"): F32_Z.format("2/768, worst 2.6e-3"),
     ("rank_deficient_A", "float32"): F32_Z.format("4/768, worst 3.7e-3"),
     ("ill_conditioned", "float64"): "25/768 SOLVED with z off by > max(1e-6, 10 cond eps), "
@@ -65,16 +62,13 @@ XFAIL_LONG = {
     "NUMERICAL_ERROR",
     ("infeasible_inequalities", "float32"): "734/768 = 95.6 % PRIMAL_INFEASIBLE, 34 "
     "NUMERICAL_ERROR",
-    ("unbounded_lp", "float32"): LP_F32_BUG.format("384/768 NONCONVEX"),
 }
 # The short run (default suite, 32 problems per class and dtype): those of XFAIL_LONG that its
 # few problems do hit, with the short run's figures.
 XFAIL_SHORT = {
-    ("lp_box", "float32"): LP_F32_BUG.format("32/32 NONCONVEX"),
     ("tiny_scale", "float64"): "data * 1e-4 vs absolute eps 1e-9: 2/32 off by > 1e-6 (3.5e-6)",
     ("tiny_scale", "float32"): "data * 1e-4 vs absolute eps 1e-4: 32/32 off by > 1e-3 (0.18)",
     ("infeasible_inequalities", "float32"): "31/32 PRIMAL_INFEASIBLE, 1 NUMERICAL_ERROR",
-    ("unbounded_lp", "float32"): LP_F32_BUG.format("32/32 NONCONVEX"),
 }
 
 

@@ -66,10 +66,12 @@ def nonconvex(problem: Problem) -> torch.Tensor:
     ``-tau``; ``||Q||_inf`` (the largest absolute row sum) bounds Q's spectral norm.
     """
     Q = problem.Q
-    norm = Q.abs().sum(-1).amax(-1).clamp_min(torch.finfo(Q.dtype).tiny)
-    tau = NONCONVEX_TOLERANCE * norm
+    norm = Q.abs().sum(-1).amax(-1)
+    # A zero Q (a linear program) is convex: its shift would be a denormal (float32: 1e-43),
+    # on which the Cholesky factorization fails for n <= 16, so it is not tested.
+    tau = NONCONVEX_TOLERANCE * norm.clamp_min(torch.finfo(Q.dtype).tiny)
     shifted = Q + tau[:, None, None] * torch.eye(Q.shape[-1], dtype=Q.dtype, device=Q.device)
-    return torch.linalg.cholesky_ex(shifted)[1] != 0
+    return (torch.linalg.cholesky_ex(shifted)[1] != 0) & (norm > 0)
 
 
 def initial_state(
