@@ -75,12 +75,7 @@ def _check_against_reference(sol, inputs, dtype, batch):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("batch", [None, 1, 5])
 @pytest.mark.parametrize("m,neq", CASES)
-def test_matches_reference_solver(backend_options, m, neq, batch, dtype, request):
-    if dtype == torch.float32 and (m, neq) == (30, 6):
-        # Known weakness: these problems have inactive rows with slack ~6e-4, too close to
-        # float32's interior-point tolerance for the polish to find the active set; the
-        # interior point (duals ~5e-3 off) is returned. Strict: passing again must be noticed.
-        request.applymarker(pytest.mark.xfail(strict=True, reason="polish misses the set"))
+def test_matches_reference_solver(backend_options, m, neq, batch, dtype):
     Q, p, G, h, A, b = random_qp(batch, 10, m, neq, dtype=dtype, seed=m + neq)
     sol = optnet.solve_qp(Q, p, G, h, A, b, options=backend_options)
     _check_against_reference(sol, (Q, p, G, h, A, b, None, None), dtype, batch)

@@ -28,7 +28,7 @@ from .._options import BACKEND_NAMES, SolverOptions
 from .._problem import Problem
 from .._status import QPStatus
 from .._tree import scatter_tree, where_tree
-from . import batched, graphed
+from . import batched, graphed, widen
 
 logger = logging.getLogger("optnet")
 
@@ -101,6 +101,10 @@ def _solve(problem: Problem, options: SolverOptions, name: str) -> tuple[IPMResu
     if result is None:  # declined (the graphs could not be captured for this shape)
         name = "batched"
         result = batched.solve(problem, options, batched.policy(device, options))
+    policy = BACKENDS[name].policy(device, options)
+    result = widen.finish_in_float64(
+        problem, options, policy, result, lambda wide: _solve(wide, options, "batched")[0]
+    )
     if logger.isEnabledFor(logging.DEBUG):  # a host sync: only when asked for
         counts = {QPStatus(c).name: int(k) for c, k in enumerate(result.status.bincount()) if k}
         logger.debug("%s backend: %d problems, statuses %s", name, problem.batch, counts)

@@ -40,6 +40,7 @@ CAPTURED_POLISH_ROUNDS = {torch.float64: 2, torch.float32: 5}
 # scratch, and more rounds would only add to the cost of a miss (measured in a Sudoku training
 # loop: an all-wrong guess with 5 rounds cost half a cold solve).
 WARM_START_ROUNDS = 2
+HELD_ROWS_FLOORS = 1
 
 
 def polish(
@@ -161,6 +162,9 @@ def _round(
     # The right active set gives signs right to round-off; a wrong one is off by its margin,
     # which may be inside the tolerances (float32): demand the signs too.
     converged &= _signs_hold(lam_raw, s_raw, active, mask, res) & eligible & f.ok
+    # A right set's rows hold to rounding; a wrong one (more held rows than the point can meet)
+    # leaves a residual of its margin's size, which may be inside float32's tolerance.
+    converged &= res.primal <= HELD_ROWS_FLOORS * res.primal_floor
     # The next round's active set: drop rows with negative duals, add violated rows.
     corrected = (active & (lam_raw >= 0)) | (mask & ~active & (s_raw < 0))
     return (z_p, s_p, lam_p, nu_p, merit_p, f.ok), f, converged, corrected
