@@ -96,7 +96,11 @@ class Buffers:
 
 
 def factor_spd(
-    M: torch.Tensor, reg: torch.Tensor, form: str, buffers: Buffers | None = None
+    M: torch.Tensor,
+    reg: torch.Tensor,
+    form: str,
+    buffers: Buffers | None = None,
+    boost: torch.Tensor | None = None,
 ) -> SPDFactor:
     """Factor M + reg I (reg (B,) absolute) after symmetric diagonal scaling, in ``form``.
 
@@ -114,7 +118,10 @@ def factor_spd(
         info = buffers.get("info", M.shape[:-2], M.new_empty(0, dtype=torch.int32))
     scaled = torch.mul(M, inv_d.unsqueeze(-1), out=scaled)  # not M itself: safe to edit
     scaled.mul_(inv_d.unsqueeze(-2))
-    shift = reg.unsqueeze(-1) * inv_d.square() + size**0.5 * torch.finfo(M.dtype).eps
+    roundoff = size**0.5 * torch.finfo(M.dtype).eps
+    if boost is not None:
+        roundoff = roundoff * boost.unsqueeze(-1)
+    shift = reg.unsqueeze(-1) * inv_d.square() + roundoff
     scaled.diagonal(dim1=-2, dim2=-1).add_(shift)
     eye = torch.eye(size, dtype=M.dtype, device=M.device)
     if form == CHOLESKY:
@@ -203,6 +210,7 @@ def factor(
     refine_steps: int,
     form: str,
     buffers: Buffers | None = None,
+    boost: torch.Tensor | None = None,
 ) -> KKTFactor:
     """Factor the reduced KKT matrix for inequality weights ``w`` (B, m_all), in ``form``.
 
@@ -210,17 +218,17 @@ def factor(
     factor lives in their memory (see ``Buffers``).
     """
     H = problem.reduced_hessian(w, buffers)
-    H_factor = factor_spd(H, reg, form, buffers)
+    H_factor = factor_spd(H, reg, form, buffers, boost)
     if not problem.has_eq:
         return KKTFactor(H, H_factor, None, None, None, refine_steps)
     A = problem.A
     At = A.mT.expand(H.shape[0], -1, -1)
     if H_factor.L_inv is None:
         W = H_factor.half_solve(At)
-        S_factor = factor_spd(W.mT @ W, reg, form)
+        S_factor = factor_spd(W.mT @ W, reg, form, boost=boost)
         return KKTFactor(H, H_factor, A, None, S_factor, refine_steps, W)
     Hinv_At = H_factor.solve(At)
-    S_factor = factor_spd(A @ Hinv_At, reg, form)
+    S_factor = factor_spd(A @ Hinv_At, reg, form, boost=boost)
     return KKTFactor(H, H_factor, A, Hinv_At, S_factor, refine_steps)
 
 

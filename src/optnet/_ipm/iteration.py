@@ -17,7 +17,13 @@ from .polish import polish
 from .residuals import Residuals, residuals
 from .state import RUNNING, IPMResult, IPMState
 from .step import SAFEGUARD_AFTER, STEP_FRACTION, direction, max_step
-from .stopping import MAX_REG_BUMPS, Tolerances, convergence, still_running
+from .stopping import (
+    MAX_REG_BUMPS,
+    SHIFT_GROWTH_PER_FAILURE,
+    Tolerances,
+    convergence,
+    still_running,
+)
 
 
 class Iteration:
@@ -121,7 +127,10 @@ class Iteration:
         reg = self.options.regularization * 100.0**state.bumps
         w = lam / s * mask
         form = self.policy.factor_form
-        f = _kkt.factor(problem, w, reg, self.options.refine_steps, form, self.buffers)
+        # After a failed factorization the round-off shift grows too: a regularization
+        # relative to the diagonal, which reg alone is not where lam/s makes it huge.
+        boost = SHIFT_GROWTH_PER_FAILURE ** state.bumps.to(w.dtype)
+        f = _kkt.factor(problem, w, reg, self.options.refine_steps, form, self.buffers, boost)
         # Predictor (affine-scaling) direction: used only to choose the centering, so unrefined.
         predictor = direction(problem, f, res, s, lam, w, s * lam, 0)
         dz, ds, dlam, dnu = predictor

@@ -13,6 +13,11 @@ from .state import RUNNING
 # A problem whose Newton matrix fails to factor more often than this (each failure raises the
 # regularization 100x) is a numerical error.
 MAX_REG_BUMPS = 6
+# ... and the factorization's relative round-off shift (``_kkt.factor_spd``) grows this much:
+# on infeasible problems, where lam/s spans many orders near the certificate, float32 and
+# float64 factorizations failed and 34 / 14 of 768 ended NUMERICAL_ERROR with reg alone
+# (tests/support/classes.infeasible_inequalities; 5 / 0 with this, 8 / 0 with 100).
+SHIFT_GROWTH_PER_FAILURE = 10.0
 
 # The interior point hands its iterate to the active-set polish (``polish.py``) once every
 # residual is within this tolerance (or the user's, if that is looser). From there the polish
