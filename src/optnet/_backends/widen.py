@@ -56,13 +56,10 @@ def finish_in_float64(
     sub = problem.select(rows)
     wide = solve64(sub.to(torch.float64))
     part = _float32_finish(sub, options, policy, wide)
-    # A problem keeps its float32 result unless float64 did better: an exact float32 point
-    # (polished with float64's set), or a status an unsolved problem did not have. (A solved
-    # problem does not take float64's point itself: where float32's rounding of the data moved
-    # the solution, as with dependent equality rows made inconsistent, it is far from float32's.)
-    was_solved = result.status[rows] == QPStatus.SOLVED
-    better = part.polished | (~was_solved & (part.status == QPStatus.SOLVED))
-    better = (better | _is_infeasible(part.status)).nonzero()
+    # A problem keeps its float32 result unless float64 did better: solved it (exactly: its
+    # set polished in float32, or its point within float32's stopping rule) or proved it
+    # infeasible.
+    better = ((part.status == QPStatus.SOLVED) | _is_infeasible(part.status)).nonzero()
     better = better.squeeze(-1)
     part = _select(part, better)
     iterations = result.iterations[rows[better]] + part.iterations
@@ -96,7 +93,7 @@ def _float32_finish(problem: Problem, options, policy: Policy, wide: IPMResult) 
     status = torch.where(_is_infeasible(wide.status), wide.status, status)
     return IPMResult(
         z, s, lam, nu, status, wide.iterations, res, wide.certificate_dual.float(),
-        wide.certificate_primal.float(), factor, taken,
+        wide.certificate_primal.float(), factor, taken | converged,
     )  # fmt: skip
 
 
