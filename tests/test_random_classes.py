@@ -50,7 +50,7 @@ XFAIL_LONG = {
     # float32's rounding of dependent equality rows makes them inconsistent by ~1e-7 (Clarabel
     # calls the rounded data AlmostPrimalInfeasible): the float32 answer, within float32's
     # tolerance, is off the float64 data's solution by a few 1e-3.
-    ("rank_deficient_A", "float32"): F32_Z.format("4/768, worst 2.1e-3 (rounded data inconsistent)"),
+    ("rank_deficient_A", "float32"): F32_Z.format("4/768, worst 2.1e-3"),
     ("ill_conditioned", "float64"): "25/768 SOLVED with z off by > max(1e-6, 10 cond eps), "
     "worst 9.3e-5 (stopping at eps 1e-9 allows ~cond * 1e-9)",
     ("tiny_scale", "float64"): "data * 1e-4 vs absolute eps 1e-9: 37/768 SOLVED with z off by "
