@@ -209,7 +209,9 @@ def _(*args):
     ]  # fmt: skip
     code = torch.empty(batch, dtype=torch.int64)
     compute = options.compute_dtype or p.dtype
-    factor = _kkt.ActiveSetFactor.fake_tensors(p, batch, n, neq, m + n_lb + n_ub, compute)
+    factor = _kkt.ActiveSetFactor.fake_tensors(
+        p, batch, n, neq, m + n_lb + n_ub, _kkt.factor_dtype(compute)
+    )
     return (*outputs, code, *factor)
 
 

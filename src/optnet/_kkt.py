@@ -312,9 +312,11 @@ class ActiveSetFactor:
 
     @classmethod
     def from_tensors(cls, problem: Problem, tensors, form: str) -> ActiveSetFactor:
-        """The factor of ``problem`` (in the factor's dtype) from ``tensors()``, made in
-        ``form`` (the ``Policy.factor_form`` of the backend that made it)."""
+        """The factor of ``problem`` (made in ``residual_problem(problem)``'s dtype) from
+        ``tensors()``, made in ``form`` (the ``Policy.factor_form`` of the backend that made
+        it)."""
         H_tri, H_d, X, S_tri, S_d, w, active, ok = FactorTensors(*tensors)
+        problem = residual_problem(problem)
         inverse = form == INVERSE
 
         def spd(tri, d):
@@ -325,8 +327,7 @@ class ActiveSetFactor:
         A = problem.A if problem.has_eq else None
         # H (the unregularized matrix) serves the refinement of ``solve``, never used here.
         reduced = KKTFactor(None, spd(H_tri, H_d), A, Hinv_At, S, 0, W)
-        steps = ACTIVE_SET_REFINE_STEPS[problem.p.dtype]
-        return cls(reduced, w, active, steps, problem, residual_problem(problem))
+        return cls(reduced, w, active, ACTIVE_SET_REFINE_STEPS, problem, problem)
 
     @staticmethod
     def fake_tensors(like: torch.Tensor, batch, n, neq, m_all, dtype) -> FactorTensors:
@@ -352,16 +353,28 @@ class FactorTensors(NamedTuple):
 FACTOR_FIELDS = FactorTensors._fields
 
 
-def residual_problem(problem: Problem) -> Problem:
-    """The data in the dtype of the active-set refinement's residuals.
+def factor_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype of the active-set factor (the polish's, which the backward reuses) of data in
+    ``dtype``: float64 for float32 data.
 
-    float32 data get float64 residuals, so the refinement converges to float64 accuracy.
+    The penalized reduced matrix ``Q + C' diag(w) C`` has condition ~ cond(Q) / sqrt(eps): in
+    float32 its refinement stops converging once cond(Q) passes ~1e3 (the paper's OptNetLayer
+    at its initialization, cond(Q) ~ 1e6: gradients 30-80 % off float64's, 2026-12-02), while
+    one float64 factorization costs about what a float32 interior-point iteration does.
     """
-    return problem.to(torch.float64) if problem.p.dtype == torch.float32 else problem
+    return torch.float64 if dtype == torch.float32 else dtype
+
+
+def residual_problem(problem: Problem) -> Problem:
+    """The data in the active-set factor's dtype (``factor_dtype``): the refinement's exact
+    system, and the matrix factored."""
+    dtype = factor_dtype(problem.p.dtype)
+    return problem if dtype == problem.p.dtype else problem.to(dtype)
 
 
 def active_set_penalty(problem: Problem) -> torch.Tensor:
-    """(B|1, m_all): each row's penalty weight ``w_i`` when active (see ``ActiveSetFactor``)."""
+    """(B|1, m_all): each row's penalty weight ``w_i`` when active (see ``ActiveSetFactor``),
+    for ``problem`` in the factor's dtype."""
     eps = torch.finfo(problem.p.dtype).eps
     return problem.q_scale().unsqueeze(-1) / (eps**0.5 * problem.row_norms_sq())
 
@@ -382,17 +395,18 @@ def factor_active(
     made once by the caller for all its factors. With ``buffers`` the factor lives in their
     memory (see ``Buffers``).
     """
-    active = active.to(problem.p.dtype) * problem.mask
-    reduced = factor(problem, active * penalty, reg, 0, form, buffers)
-    return ActiveSetFactor(
-        reduced, active * penalty, active, ACTIVE_SET_REFINE_STEPS[problem.p.dtype], problem, exact
-    )
+    # Factored in ``exact``'s dtype: float64 for float32 data (see ``factor_dtype``).
+    dtype = exact.p.dtype
+    active = active.to(dtype) * exact.mask
+    if dtype != problem.p.dtype:
+        buffers = None  # the interior point's, in its dtype
+    reduced = factor(exact, active * penalty, reg.to(dtype), 0, form, buffers)
+    return ActiveSetFactor(reduced, active * penalty, active, ACTIVE_SET_REFINE_STEPS, exact, exact)
 
 
-# Refinement steps of an active-set solve: each gains ~8 digits in float64, ~3 in float32.
-# float32: 7 gave the same Maros-Meszaros scores as 10 (low and mid tiers, CPU), 5 lost one
-# problem at mid (QAFIRO's primal residual 2.9e-7 -> 1.5e-6).
-ACTIVE_SET_REFINE_STEPS = {torch.float64: 3, torch.float32: 7}
+# Refinement steps of an active-set solve (always in float64, see ``factor_dtype``): each
+# gains ~8 digits.
+ACTIVE_SET_REFINE_STEPS = 3
 
 
 def solve_active(

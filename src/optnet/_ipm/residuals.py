@@ -88,12 +88,12 @@ def rounding_floors(problem: Problem, z, lam, nu):
     """(primal, dual, gap) floors: the rounding error of computing the residuals at an iterate.
 
     Each entry of ``Qz`` carries a rounding error of about ``eps * (|Q| |z|)_i``, and ``z'Qz``
-    one of ``eps * |z|'|Q||z|``: residuals below these cannot be computed, let alone reached,
-    whatever the algorithm. With an ill-conditioned Q the solution is large and these floors
-    exceed ``eps_rel`` times the residuals' scales (float32: the paper's OptNetLayer at its
-    initialization, cond(Q) ~ 1e6). The products with G and A enter through their absolute
-    row and column sums times the largest entry of the vector (``Problem.absolute``: cheap,
-    up to n times the floor).
+    one of ``eps * |z|'|Q||z|`` (the gap adds ``eps (|p|'|z| + |h|'|lam| + |b|'|nu|)``):
+    residuals below these cannot be computed, let alone reached, whatever the algorithm. With
+    an ill-conditioned Q the solution is large and these floors exceed ``eps_rel`` times the
+    residuals' scales (float32: the paper's OptNetLayer at its initialization, cond(Q) ~ 1e6).
+    The products with G and A enter through their absolute row and column sums times the
+    largest entry of the vector (``Problem.absolute``: cheap, up to n times the floor).
     """
     eps = torch.finfo(z.dtype).eps
     absolute, z_abs = problem.absolute, z.abs()
@@ -101,7 +101,10 @@ def rounding_floors(problem: Problem, z, lam, nu):
     duals = lam if nu is None else torch.cat([lam, nu], -1)
     dual = Q_z + absolute.dual + absolute.dual_per_dual * inf_norm(duals).unsqueeze(-1)
     primal = absolute.primal + absolute.primal_per_z * z_abs.amax(-1, keepdim=True)
-    return eps * _amax(primal), eps * dual.amax(-1), eps * dot(z_abs, Q_z)
+    # The gap z'Qz + p'z + h'lam + b'nu: each product's own rounding (large duals of dependent
+    # rows, which are not unique, make h'lam + b'nu a difference of large terms).
+    gap = dot(z_abs, Q_z) + dot(absolute.dual, z_abs) + dot(absolute.primal, duals.abs())
+    return eps * _amax(primal), eps * dual.amax(-1), eps * gap
 
 
 def _amax(x: torch.Tensor) -> torch.Tensor:
