@@ -102,8 +102,7 @@ def active_set_rounds(
     the whole batch. ``buffers`` hold the first round's factor (see ``polish``).
     """
     # Made once for all rounds.
-    exact = _kkt.residual_problem(problem)
-    penalty = _kkt.active_set_penalty(exact)
+    exact, penalty = _kkt.residual_problem(problem), _kkt.active_set_penalty(problem)
     args = (reg, tol, policy.factor_form)
     point, factor, taken, active = _round(
         problem, exact, penalty, active, eligible, *args, buffers=buffers
