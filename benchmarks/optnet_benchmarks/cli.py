@@ -21,6 +21,7 @@ from . import (
     maros_meszaros,
     roofline,
     speed,
+    sudoku_precision,
     sudoku_step,
     warm_start,
 )
@@ -30,6 +31,7 @@ BENCHMARKS: dict[str, ModuleType] = {
     "accuracy": accuracy,
     "closest-accuracy": closest_accuracy,
     "sudoku-step": sudoku_step,
+    "sudoku-precision": sudoku_precision,
     "warm-start": warm_start,
     "roofline": roofline,
     "maros-meszaros": maros_meszaros,
